@@ -99,4 +99,3 @@ func serveFilePVConn(ctx context.Context, hostport string, identity crypto.PrivK
 		}
 	}
 }
-

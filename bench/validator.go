@@ -205,4 +205,3 @@ func randomBlockID() cmtproto.BlockID {
 	_, _ = rand.Read(h)
 	return cmtproto.BlockID{Hash: h[:32], PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: h[32:]}}
 }
-
