@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chainOpts shapes one test chain.
+type chainOpts struct {
+	nodes          int    // nodes sharing the genesis; every one is dialed by signerd (default 1)
+	unix           bool   // priv_validator_laddr over unix:// instead of tcp://
+	voteExtensions bool   // vote extensions enabled from height 1
+	timeoutCommit  string // consensus.timeout_commit (default 50ms)
+}
+
+// testChain is one single-validator chain whose validator key lives in a
+// SoftHSM token and signs only through signerd.
+type testChain struct {
+	dir         string
+	signerd     string
+	tok         token
+	env         []string // for signerd: SOFTHSM2_CONF
+	chainID     string
+	genesisAddr string // the genesis validator's address (hex)
+	genesisPub  string // its public key (base64)
+	cfgPath     string // signerd.toml
+	stateFile   string
+	signerLog   string
+	signer      *proc
+	signerRuns  int
+	nodes       []*node
+}
+
+// setupChain makes the SoftHSM token, the node homes and the signer home, and
+// moves the validator's key and state into signerd. Nothing runs yet.
+func setupChain(t *testing.T, o chainOpts) *testChain {
+	t.Helper()
+	if o.nodes == 0 {
+		o.nodes = 1
+	}
+	if o.timeoutCommit == "" {
+		o.timeoutCommit = "50ms"
+	}
+	cometbft := cometbftBin(t)
+	c := &testChain{dir: t.TempDir(), signerd: signerdBin(t)}
+	c.tok = newToken(t)
+	c.env = []string{"SOFTHSM2_CONF=" + c.tok.conf}
+	c.signerLog = filepath.Join(c.dir, "signerd.log")
+
+	// Node homes: node0 made the genesis; the others share it.
+	for i := range o.nodes {
+		n := &node{
+			name:    fmt.Sprintf("node%d", i),
+			bin:     cometbft,
+			home:    filepath.Join(c.dir, fmt.Sprintf("node%d", i)),
+			logPath: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i)),
+		}
+		mustRun(t, nil, cometbft, "init", "--home", n.home)
+		c.nodes = append(c.nodes, n)
+	}
+	genesis := filepath.Join(c.nodes[0].home, "config", "genesis.json")
+	c.readGenesis(t, genesis, o.voteExtensions)
+	for _, n := range c.nodes[1:] {
+		copyFile(t, genesis, filepath.Join(n.home, "config", "genesis.json"))
+	}
+
+	// The signer's home, then the key into the token.
+	home := filepath.Join(c.dir, "signer")
+	mustRun(t, nil, c.signerd, "init", "--home", home)
+	keyFile := filepath.Join(c.nodes[0].home, "config", "priv_validator_key.json")
+	out := mustRun(t, c.env, c.signerd, "keys", "import", "--key", c.tok.uri, "--from", keyFile)
+	c.checkNoPIN(t, "keys import output", out)
+	c.checkKeyMatchesGenesis(t)
+
+	// From here on no node holds the key: its file is gone. (A node with
+	// priv_validator_laddr set writes a fresh junk key file on start; that key
+	// is in no genesis.)
+	for _, n := range c.nodes {
+		kf := filepath.Join(n.home, "config", "priv_validator_key.json")
+		if err := os.Remove(kf); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Ports and config.
+	ports := freePorts(t, 3*o.nodes)
+	sockDir := ""
+	if o.unix {
+		// unix socket paths are limited to 107 bytes: keep them short.
+		d, err := os.MkdirTemp("", "sd-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		sockDir = d
+	}
+	for i, n := range c.nodes {
+		n.rpcPort, n.p2pPort = ports[3*i], ports[3*i+1]
+		if o.unix {
+			n.privvalAddr = "unix://" + filepath.Join(sockDir, n.name+".sock")
+		} else {
+			n.privvalAddr = fmt.Sprintf("tcp://127.0.0.1:%d", ports[3*i+2])
+		}
+		set := map[string]string{
+			"moniker":                  quote(n.name),
+			"proxy_app":                quote("kvstore"),
+			"priv_validator_laddr":     quote(n.privvalAddr),
+			"rpc.laddr":                quote(fmt.Sprintf("tcp://127.0.0.1:%d", n.rpcPort)),
+			"p2p.laddr":                quote(fmt.Sprintf("tcp://127.0.0.1:%d", n.p2pPort)),
+			"p2p.addr_book_strict":     "false",
+			"p2p.allow_duplicate_ip":   "true",
+			"p2p.pex":                  "false",
+			"consensus.timeout_commit": quote(o.timeoutCommit),
+		}
+		if i > 0 {
+			id := strings.TrimSpace(mustRun(t, nil, cometbft, "show-node-id", "--home", c.nodes[0].home))
+			set["p2p.persistent_peers"] = quote(fmt.Sprintf("%s@127.0.0.1:%d", id, c.nodes[0].p2pPort))
+		}
+		editTOML(t, filepath.Join(n.home, "config", "config.toml"), set)
+	}
+
+	c.writeSignerConfig(t, home)
+	out = mustRun(t, nil, c.signerd, "state", "import", "--config", c.cfgPath, "--chain", c.chainID,
+		"--from", filepath.Join(c.nodes[0].home, "data", "priv_validator_state.json"))
+	if _, err := os.Stat(c.stateFile); err != nil {
+		t.Fatalf("state import printed %q but %s: %v", out, c.stateFile, err)
+	}
+
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range c.nodes {
+			t.Logf("---- %s log %s ----\n%s", n.name, n.logPath, tail(n.logPath, logTailLines))
+		}
+		t.Logf("---- signerd log %s ----\n%s", c.signerLog, tail(c.signerLog, logTailLines))
+	})
+	return c
+}
+
+// readGenesis takes the chain id and the validator out of genesis.json and,
+// if asked, enables vote extensions from height 1.
+func (c *testChain) readGenesis(t *testing.T, path string, voteExtensions bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		ChainID    string `json:"chain_id"`
+		Validators []struct {
+			Address string `json:"address"`
+			PubKey  struct {
+				Type  string `json:"type"`
+				Value string `json:"value"`
+			} `json:"pub_key"`
+		} `json:"validators"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if g.ChainID == "" || len(g.Validators) != 1 || g.Validators[0].PubKey.Type != "tendermint/PubKeyEd25519" {
+		t.Fatalf("%s: want a chain id and one ed25519 validator, got %+v", path, g)
+	}
+	c.chainID, c.genesisAddr, c.genesisPub = g.ChainID, g.Validators[0].Address, g.Validators[0].PubKey.Value
+	if !voteExtensions {
+		return
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := doc["consensus_params"].(map[string]any)
+	abci, _ := cp["abci"].(map[string]any)
+	if abci == nil {
+		t.Fatalf("%s: no consensus_params.abci", path)
+	}
+	abci["vote_extensions_enable_height"] = "1"
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkKeyMatchesGenesis asserts that the key signerd holds is the genesis
+// validator: the node's blocks can then only come from signerd.
+func (c *testChain) checkKeyMatchesGenesis(t *testing.T) {
+	t.Helper()
+	out := mustRun(t, c.env, c.signerd, "keys", "show", "--key", c.tok.uri, "--json")
+	c.checkNoPIN(t, "keys show output", out)
+	var shown struct {
+		Address string `json:"address"`
+		PubKey  struct {
+			Type  string `json:"type"`
+			Value string `json:"value"`
+		} `json:"pub_key"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatalf("keys show --json: %v\n%s", err, out)
+	}
+	if shown.PubKey.Value != c.genesisPub || !strings.EqualFold(shown.Address, c.genesisAddr) {
+		t.Fatalf("signerd keys show = %s %s, genesis validator = %s %s", shown.Address, shown.PubKey.Value, c.genesisAddr, c.genesisPub)
+	}
+}
+
+func (c *testChain) writeSignerConfig(t *testing.T, home string) {
+	t.Helper()
+	c.cfgPath = filepath.Join(home, "signerd.toml")
+	c.stateFile = filepath.Join(home, "state", c.chainID+".json")
+	var b strings.Builder
+	fmt.Fprintf(&b, "identity_key = \"identity.json\"\nlog_level = \"info\"\n\n")
+	fmt.Fprintf(&b, "[[chain]]\nid = %s\nkey = %s\nstate_file = %s\n", quote(c.chainID), quote(c.tok.uri), quote("state/"+c.chainID+".json"))
+	for _, n := range c.nodes {
+		fmt.Fprintf(&b, "\n[[validator]]\nchain_id = %s\naddr = %s\n", quote(c.chainID), quote(n.privvalAddr))
+	}
+	if err := os.WriteFile(c.cfgPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startSigner starts `signerd start` at debug level (the most it ever logs).
+func (c *testChain) startSigner(t *testing.T) {
+	t.Helper()
+	c.signerRuns++
+	c.signer = startProc(t, fmt.Sprintf("signerd (run #%d)", c.signerRuns), c.signerLog, c.env,
+		c.signerd, "start", "--config", c.cfgPath, "--log-level", "debug")
+}
+
+// stopSigner stops signerd with SIGTERM and checks it exits 0 after logging
+// its summary.
+func (c *testChain) stopSigner(t *testing.T) {
+	t.Helper()
+	c.signer.stop(t, syscall.SIGTERM)
+	if code := c.signer.exitCode(); code != 0 {
+		t.Fatalf("signerd exited %d after SIGTERM, want 0", code)
+	}
+	if len(grepLines(t, c.signerLog, "msg=summary")) == 0 {
+		t.Fatalf("signerd logged no summary line on SIGTERM")
+	}
+}
+
+// startAll starts the signer first, then every node (the node gives the signer
+// 3 s to connect, the signer redials until it does).
+func (c *testChain) startAll(t *testing.T) {
+	t.Helper()
+	c.startSigner(t)
+	for _, n := range c.nodes {
+		n.start(t)
+	}
+}
+
+// stopNodes stops every running node with SIGTERM.
+func (c *testChain) stopNodes(t *testing.T) {
+	t.Helper()
+	for _, n := range c.nodes {
+		if n.proc != nil && n.proc.running() {
+			n.proc.stop(t, syscall.SIGTERM)
+		}
+	}
+}
+
+// signerState returns the height signerd's state file records, through
+// `signerd state show --json` (signerd must be stopped).
+func (c *testChain) signerState(t *testing.T) int64 {
+	t.Helper()
+	out := mustRun(t, nil, c.signerd, "state", "show", "--config", c.cfgPath, "--chain", c.chainID, "--json")
+	var st []struct {
+		ChainID string `json:"chain_id"`
+		Height  string `json:"height"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 1 {
+		t.Fatalf("state show --json: %v\n%s", err, out)
+	}
+	var h int64
+	if _, err := fmt.Sscan(st[0].Height, &h); err != nil || st[0].ChainID != c.chainID {
+		t.Fatalf("state show --json: chain %q height %q", st[0].ChainID, st[0].Height)
+	}
+	return h
+}
+
+// checkNoPIN fails if text contains the token's PIN.
+func (c *testChain) checkNoPIN(t *testing.T, what, text string) {
+	t.Helper()
+	if strings.Contains(text, c.tok.pin) {
+		t.Fatalf("%s contains the PIN", what)
+	}
+}
+
+// checkSignerLog checks signerd's log: no PIN anywhere, and no refusal when
+// refusalsOK is false.
+func (c *testChain) checkSignerLog(t *testing.T, refusalsOK bool) {
+	t.Helper()
+	b, err := os.ReadFile(c.signerLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.checkNoPIN(t, "signerd's log "+c.signerLog, string(b))
+	if refusalsOK {
+		return
+	}
+	if hits := grepLines(t, c.signerLog, "refus", "conflicting", "regression"); len(hits) > 0 {
+		t.Errorf("signerd refused to sign on a single-node chain (%d lines), first: %s", len(hits), hits[0])
+	}
+}
+
+// checkNodeLogs checks that no node saw a double sign by this validator or a
+// conflicting-data refusal.
+func (c *testChain) checkNodeLogs(t *testing.T, refusalsOK bool) {
+	t.Helper()
+	for _, n := range c.nodes {
+		needles := []string{"byzantine", "conflicting vote from ourselves", "DuplicateVoteEvidence"}
+		if !refusalsOK {
+			needles = append(needles, "conflicting data", "signerEndpoint returned error")
+		}
+		if hits := grepLines(t, n.logPath, needles...); len(hits) > 0 {
+			t.Errorf("%s log: %d lines about double signing or refusals, first: %s", n.name, len(hits), hits[0])
+		}
+	}
+}
+
+// finish stops the nodes and the signer and checks what every test checks:
+// the signer's state is not behind the chain, logs are clean.
+func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) {
+	t.Helper()
+	c.stopNodes(t)
+	c.stopSigner(t)
+	if got := c.signerState(t); got < lastHeight-1 {
+		t.Errorf("signerd state height %d, chain reached %d: the state is behind the chain", got, lastHeight)
+	}
+	c.checkSignerLog(t, refusalsOK)
+	c.checkNodeLogs(t, refusalsOK)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// since formats an elapsed time for logs.
+func since(t0 time.Time) string { return time.Since(t0).Round(10 * time.Millisecond).String() }
