@@ -106,7 +106,9 @@ func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
 }
 
-func (h teeHandler) WithGroup(g string) slog.Handler { return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)} }
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)}
+}
 
 // logRecorder is a slog.Handler that keeps every record for assertions.
 type logRecorder struct {

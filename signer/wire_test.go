@@ -315,4 +315,3 @@ func testWire(t *testing.T, n *node) {
 		}
 	})
 }
-
