@@ -67,6 +67,10 @@ func checkAbsent(path string, overwrite bool) error {
 	return nil
 }
 
+// testOnlyBeforeRename, when set by a test, runs between the temp file's
+// fsync and the rename; an error stands in for a crash at that point.
+var testOnlyBeforeRename func(tempName string) error
+
 // writeAtomic replaces path with data: temp file in the same folder, write,
 // chmod 0600, fsync, close, rename, fsync of the folder. On error the temp
 // file is removed and path is untouched (unless the error is the folder
@@ -95,6 +99,11 @@ func writeAtomic(path string, data []byte) (err error) {
 	}
 	if err = tmp.Close(); err != nil {
 		return fileErr(path, nil, err, "cannot close temp file %q", name)
+	}
+	if testOnlyBeforeRename != nil {
+		if err = testOnlyBeforeRename(name); err != nil {
+			return fileErr(path, nil, err, "interrupted before renaming temp file %q", name)
+		}
 	}
 	if err = os.Rename(name, path); err != nil {
 		return fileErr(path, nil, err, "cannot rename temp file %q into place", name)

@@ -266,7 +266,9 @@ func loadBytes(path string, data []byte, wantChain string) (Info, error) {
 	}
 	if len(data) != FileSize {
 		trim := bytes.TrimSpace(data)
+		ours := bytes.Contains(data, []byte(`"format":"`+FormatVersion+`"`))
 		switch {
+		case ours:
 		case bytes.HasPrefix(trim, []byte("{")) && bytes.Contains(data, []byte(`"format":"signerd-state/`)):
 			return info, fileErr(path, ErrVersion, nil, "file is %d bytes of another signerd-state format version (this signerd reads %q)", len(data), FormatVersion)
 		case bytes.HasPrefix(trim, []byte("{")) && bytes.Contains(data, []byte(`"height"`)):
