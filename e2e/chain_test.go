@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,17 +237,47 @@ func (c *testChain) startSigner(t *testing.T) {
 		c.signerd, "start", "--config", c.cfgPath, "--log-level", "debug")
 }
 
-// stopSigner stops signerd with SIGTERM and checks it exits 0 after logging
-// its summary.
-func (c *testChain) stopSigner(t *testing.T) {
+// summary is what signerd's "summary" log line reports for one chain.
+type summary struct {
+	votes, proposals, extensions uint64
+	refusals                     string // e.g. "height_regression:3"; empty when none
+}
+
+// stopSigner stops signerd with SIGTERM, checks it exits 0, and returns the
+// summary it logged on the way out.
+func (c *testChain) stopSigner(t *testing.T) summary {
 	t.Helper()
 	c.signer.stop(t, syscall.SIGTERM)
 	if code := c.signer.exitCode(); code != 0 {
 		t.Fatalf("signerd exited %d after SIGTERM, want 0", code)
 	}
-	if len(grepLines(t, c.signerLog, "msg=summary")) == 0 {
+	lines := grepLines(t, c.signerLog, "msg=summary")
+	if len(lines) == 0 {
 		t.Fatalf("signerd logged no summary line on SIGTERM")
 	}
+	return parseSummary(t, lines[len(lines)-1])
+}
+
+// parseSummary reads the counters of a summary line, in the Go struct form
+// ("VotesSigned:12 ... Refusals:map[height_regression:3]") or the slog group
+// form ("stats.VotesSigned=12").
+func parseSummary(t *testing.T, line string) summary {
+	t.Helper()
+	num := func(name string) uint64 {
+		m := regexp.MustCompile(name + `[:=]([0-9]+)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("signerd's summary line has no %s counter: %s", name, line)
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n
+	}
+	s := summary{votes: num("VotesSigned"), proposals: num("ProposalsSigned"), extensions: num("ExtensionsSigned")}
+	if m := regexp.MustCompile(`Refusals:map\[([^\]]*)\]`).FindStringSubmatch(line); m != nil {
+		s.refusals = m[1]
+	} else {
+		t.Fatalf("signerd's summary line has no Refusals: %s", line)
+	}
+	return s
 }
 
 // startAll starts the signer first, then every node (the node gives the signer
@@ -307,7 +339,7 @@ func (c *testChain) checkSignerLog(t *testing.T, refusalsOK bool) {
 	if refusalsOK {
 		return
 	}
-	if hits := grepLines(t, c.signerLog, "refus", "conflicting", "regression"); len(hits) > 0 {
+	if hits := grepLines(t, c.signerLog, `msg="refused`, "conflicting", "regression"); len(hits) > 0 {
 		t.Errorf("signerd refused to sign on a single-node chain (%d lines), first: %s", len(hits), hits[0])
 	}
 }
@@ -328,16 +360,25 @@ func (c *testChain) checkNodeLogs(t *testing.T, refusalsOK bool) {
 }
 
 // finish stops the nodes and the signer and checks what every test checks:
-// the signer's state is not behind the chain, logs are clean.
-func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) {
+// the signer's state is not behind the chain, logs are clean. It returns the
+// last signer run's summary.
+func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) summary {
 	t.Helper()
 	c.stopNodes(t)
-	c.stopSigner(t)
+	s := c.stopSigner(t)
+	t.Logf("signerd's last run: %d votes, %d proposals, %d extensions signed; refusals [%s]", s.votes, s.proposals, s.extensions, s.refusals)
+	if s.votes == 0 || s.proposals == 0 {
+		t.Errorf("signerd's last run signed %d votes and %d proposals: want some of both", s.votes, s.proposals)
+	}
+	if !refusalsOK && s.refusals != "" {
+		t.Errorf("signerd refused requests on a single-node chain: %s", s.refusals)
+	}
 	if got := c.signerState(t); got < lastHeight-1 {
 		t.Errorf("signerd state height %d, chain reached %d: the state is behind the chain", got, lastHeight)
 	}
 	c.checkSignerLog(t, refusalsOK)
 	c.checkNodeLogs(t, refusalsOK)
+	return s
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -68,7 +68,13 @@ func TestUnixSocketWithVoteExtensions(t *testing.T) {
 	c.startAll(t)
 	h := n.waitHeight(t, 20, firstBlocksTimeout)
 	t.Logf("height %d after %s", h, since(t0))
-	c.finish(t, h, false)
+	last, err := n.height()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.finish(t, last, false); s.extensions == 0 {
+		t.Errorf("vote extensions are enabled but signerd signed none")
+	}
 }
 
 // TestTwoNodesOneSigner runs two peered nodes of one chain, both acting as the

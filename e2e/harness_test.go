@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/signerd/signerd/internal/testenv"
+	softhsmtest "github.com/signerd/signerd/softhsm-test"
 )
 
 // Bounds for everything the harness waits on.
@@ -50,7 +51,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = d
-	code := m.Run()
+	code := softhsmtest.Run(m) // also removes the tokens
 	os.RemoveAll(d)
 	os.Exit(code)
 }

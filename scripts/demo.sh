@@ -108,13 +108,15 @@ trap 'die "interrupted during setup"' INT TERM
 # --- a throwaway SoftHSM token ---------------------------------------------
 
 TOKEN_DIR=$RUN/softhsm
-eval "$(bash "$ROOT/softhsm-test/softhsm-token.sh" "$TOKEN_DIR" validator 2>>"$SETUP_LOG")" ||
-	die "could not make a SoftHSM token (see $SETUP_LOG)"
-[ -n "${SOFTHSM2_CONF:-}" ] && [ -n "${SOFTHSM_URI:-}" ] ||
-	die "softhsm-test/softhsm-token.sh printed no SOFTHSM2_CONF / SOFTHSM_URI (see $SETUP_LOG)"
+PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+{ read -r SOFTHSM2_CONF && read -r KEY_URI; } < <(
+	bash "$ROOT/softhsm-test/softhsm-token.sh" "$TOKEN_DIR" validator "$PIN" consensus 2>>"$SETUP_LOG" ||
+		die "could not make a SoftHSM token: $(tail -n 1 "$SETUP_LOG")"
+)
+[ -n "${SOFTHSM2_CONF:-}" ] && [ -n "${KEY_URI:-}" ] ||
+	die "softhsm-test/softhsm-token.sh printed no config and key URI: $(tail -n 1 "$SETUP_LOG")"
 export SOFTHSM2_CONF
-KEY_URI=$SOFTHSM_URI
-say "SoftHSM token 'validator' made in $TOKEN_DIR"
+say "SoftHSM token 'validator' made in $TOKEN_DIR (PIN in validator.pin, mode 0600)"
 
 # --- the chain --------------------------------------------------------------
 
