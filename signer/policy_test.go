@@ -1,0 +1,264 @@
+package signer
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/signerd/signerd/statefile"
+)
+
+// These tests drive Chain.handle directly with a software key, for the
+// failure paths a real node cannot provoke.
+
+// handleVote runs a SignVoteRequest through c.handle.
+func handleVote(t testing.TB, c *Chain, v *cmtproto.Vote) (*cmtproto.Vote, *privvalproto.RemoteSignerError) {
+	t.Helper()
+	var m privvalproto.Message
+	if err := m.Unmarshal(c.handle(signVoteRequest(t, v, c.chainID), testLogger())); err != nil {
+		t.Fatal(err)
+	}
+	r := m.GetSignedVoteResponse()
+	if r == nil {
+		t.Fatalf("not a SignedVoteResponse: %v", m.String())
+	}
+	return &r.Vote, r.Error
+}
+
+func wantCode(t testing.TB, e *privvalproto.RemoteSignerError, want RefusalCode, descContains ...string) {
+	t.Helper()
+	if e == nil {
+		t.Fatalf("signed, want refusal %d (%s)", want, want)
+	}
+	if RefusalCode(e.Code) != want {
+		t.Fatalf("refusal %d (%s) %q, want %d (%s)", e.Code, RefusalCode(e.Code), e.Description, want, want)
+	}
+	for _, s := range descContains {
+		if !strings.Contains(e.Description, s) {
+			t.Errorf("description %q does not mention %q", e.Description, s)
+		}
+	}
+}
+
+// saveWatchingKey signs only once the state file shows a new record, or
+// fails after 5 s. Signing succeeds only if the write runs while the key
+// signs: the persist ‖ sign design.
+type saveWatchingKey struct {
+	ed25519.PrivateKey
+	state  func() statefile.HRS
+	before statefile.HRS
+}
+
+func (k *saveWatchingKey) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for k.state() == k.before {
+		if time.Now().After(deadline) {
+			return nil, errors.New("the state write did not run while the key was signing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return k.PrivateKey.Sign(r, msg, o)
+}
+
+func TestPersistRunsWhileKeySigns(t *testing.T) {
+	t.Parallel()
+	key := &saveWatchingKey{PrivateKey: testKey("consensus")}
+	c := newTestChain(t, func(o *testChainOpts) { o.key = key })
+	key.state = func() statefile.HRS { return c.state.Last().HRS }
+	key.before = c.state.Last().HRS
+	v, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")))
+	if e != nil {
+		t.Fatalf("refused: %d %s", e.Code, e.Description)
+	}
+	verifyVote(t, c.PubKey(), testChainID, v, false)
+}
+
+func TestStateWriteFailureDropsSignature(t *testing.T) {
+	t.Parallel()
+	c := newTestChain(t)
+	if _, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A"))); e != nil {
+		t.Fatal(e.Description)
+	}
+	if err := c.state.Close(); err != nil { // every later Save fails
+		t.Fatal(err)
+	}
+	v, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 2, 0, blockID("A")))
+	wantCode(t, e, RefusalStateError, "2/0/prevote", "signature dropped")
+	if len(v.Signature) != 0 {
+		t.Fatalf("signature %X released although the state write failed", v.Signature)
+	}
+	if got := c.Stats().Refusals[RefusalStateError]; got != 1 {
+		t.Fatalf("state_write_error counted %d times", got)
+	}
+}
+
+type failingKey struct {
+	ed25519.PrivateKey
+	sig   []byte // returned instead of a signature when err is nil
+	err   error
+	calls atomic.Int64
+}
+
+func (k *failingKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	k.calls.Add(1)
+	return k.sig, k.err
+}
+
+func TestKeyFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("key error", func(t *testing.T) {
+		k := &failingKey{PrivateKey: testKey("consensus"), err: errors.New("CKR_DEVICE_REMOVED")}
+		c := newTestChain(t, func(o *testChainOpts) { o.key = k })
+		v, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")))
+		wantCode(t, e, RefusalKeyError, "1/0/prevote", "CKR_DEVICE_REMOVED")
+		if len(v.Signature) != 0 {
+			t.Fatal("signature released")
+		}
+		// The record was written; a retry is a repeat and fails the same way.
+		_, e = handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")))
+		wantCode(t, e, RefusalKeyError)
+	})
+	t.Run("wrong-size signature", func(t *testing.T) {
+		k := &failingKey{PrivateKey: testKey("consensus"), sig: make([]byte, 63)}
+		c := newTestChain(t, func(o *testChainOpts) { o.key = k })
+		_, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")))
+		wantCode(t, e, RefusalKeyError, "63-byte signature")
+	})
+	t.Run("extension signature fails", func(t *testing.T) {
+		k := &extFailKey{PrivateKey: testKey("consensus")}
+		c := newTestChain(t, func(o *testChainOpts) { o.key = k })
+		v := newVote(cmtproto.PrecommitType, 1, 0, blockID("A"))
+		v.Extension = []byte("x")
+		got, e := handleVote(t, c, v)
+		wantCode(t, e, RefusalKeyError)
+		if len(got.Signature) != 0 || len(got.ExtensionSignature) != 0 {
+			t.Fatal("a signature was released")
+		}
+	})
+}
+
+// extFailKey signs votes but fails on vote-extension sign bytes: a
+// length-delimited CanonicalVoteExtension starts with field 1 (extension,
+// tag 0x0a), a CanonicalVote with field 1 (type, tag 0x08).
+type extFailKey struct{ ed25519.PrivateKey }
+
+func (k *extFailKey) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
+	if len(msg) > 1 && msg[1] == 0x0a {
+		return nil, errors.New("extension signing failed")
+	}
+	return k.PrivateKey.Sign(r, msg, o)
+}
+
+// TestImportedState covers FilePV imports: a stored signature is returned
+// as-is (the key is not asked), and a position imported without sign bytes
+// cannot be repeated.
+func TestImportedState(t *testing.T) {
+	t.Parallel()
+	v := newVote(cmtproto.PrevoteType, 7, 0, blockID("A"))
+	sb := types.VoteSignBytes(testChainID, v)
+	stored := ed25519.Sign(testKey("consensus"), sb)
+	hrs := statefile.HRS{Height: 7, Round: 0, Step: statefile.StepPrevote}
+
+	open := func(t *testing.T, r statefile.Record, key crypto.Signer) *Chain {
+		path := filepath.Join(t.TempDir(), "imported.state")
+		if err := statefile.Create(path, testChainID, r, false); err != nil {
+			t.Fatal(err)
+		}
+		st, err := statefile.Open(path, testChainID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		c, err := NewChain(ChainConfig{ChainID: testChainID, Key: key, State: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	t.Run("stored signature", func(t *testing.T) {
+		k := &failingKey{PrivateKey: testKey("consensus"), err: errors.New("key must not be used")}
+		c := open(t, statefile.Record{HRS: hrs, SignBytes: sb, Signature: stored}, k)
+		got, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 7, 0, blockID("A")))
+		if e != nil {
+			t.Fatalf("refused: %s", e.Description)
+		}
+		if !bytes.Equal(got.Signature, stored) || k.calls.Load() != 0 {
+			t.Fatalf("got %X after %d key calls, want the stored signature and no key call", got.Signature, k.calls.Load())
+		}
+	})
+	t.Run("no sign bytes", func(t *testing.T) {
+		c := open(t, statefile.Record{HRS: hrs}, testKey("consensus"))
+		_, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 7, 0, blockID("A")))
+		wantCode(t, e, RefusalNoSignBytes, "7/0/prevote")
+		// The next step is fine.
+		if _, e := handleVote(t, c, newVote(cmtproto.PrecommitType, 7, 0, blockID("A"))); e != nil {
+			t.Fatalf("refused: %s", e.Description)
+		}
+	})
+}
+
+func TestValidateVoteTable(t *testing.T) {
+	t.Parallel()
+	c := newTestChain(t)
+	for _, tc := range []struct {
+		name string
+		mod  func(v *cmtproto.Vote)
+		want RefusalCode
+	}{
+		{"valid prevote", func(*cmtproto.Vote) {}, 0},
+		{"valid nil prevote", func(v *cmtproto.Vote) { v.BlockID = nilBlock }, 0},
+		{"unknown type 3", func(v *cmtproto.Vote) { v.Type = 3 }, RefusalInvalidType},
+		{"type 0", func(v *cmtproto.Vote) { v.Type = 0 }, RefusalInvalidType},
+		{"negative height", func(v *cmtproto.Vote) { v.Height = -1 }, RefusalInvalidRequest},
+		{"part set hash 33 bytes", func(v *cmtproto.Vote) { v.BlockID.PartSetHeader.Hash = make([]byte, 33) }, RefusalInvalidRequest},
+		{"part set only", func(v *cmtproto.Vote) { v.BlockID.Hash = nil }, RefusalInvalidRequest},
+		{"hash only, total 0", func(v *cmtproto.Vote) { v.BlockID.PartSetHeader.Total = 0 }, RefusalInvalidRequest},
+		{"nil block with total", func(v *cmtproto.Vote) { v.BlockID = cmtproto.BlockID{PartSetHeader: cmtproto.PartSetHeader{Total: 1}} }, RefusalInvalidRequest},
+		{"negative validator index", func(v *cmtproto.Vote) { v.ValidatorIndex = -1 }, RefusalInvalidRequest},
+		{"timestamp year 10000", func(v *cmtproto.Vote) { v.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, RefusalInvalidRequest},
+		{"short validator address", func(v *cmtproto.Vote) { v.ValidatorAddress = []byte{1} }, RefusalWrongValidator},
+		{"extension too large", func(v *cmtproto.Vote) {
+			v.Type = cmtproto.PrecommitType
+			v.Extension = make([]byte, types.MaxVoteExtensionSize+1)
+		}, RefusalInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVote(cmtproto.PrevoteType, 1, 0, blockID("A"))
+			tc.mod(v)
+			r := c.validateVote(v)
+			switch {
+			case tc.want == 0 && r != nil:
+				t.Fatalf("refused: %v", r)
+			case tc.want != 0 && (r == nil || r.Code != tc.want):
+				t.Fatalf("got %v, want code %d (%s)", r, tc.want, tc.want)
+			}
+		})
+	}
+}
+
+// TestHandleNeverPanicsOnOutOfRangeTimestamp: a vote built in Go (not
+// decoded from the wire) with a time protobuf cannot encode must be refused,
+// not crash the process.
+func TestHandleNeverPanicsOnOutOfRangeTimestamp(t *testing.T) {
+	t.Parallel()
+	c := newTestChain(t)
+	v := newVote(cmtproto.PrevoteType, 1, 0, blockID("A"))
+	v.Timestamp = time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC)
+	if r := c.validateVote(v); r == nil || r.Code != RefusalInvalidRequest {
+		t.Fatalf("validateVote = %v", r)
+	}
+	if _, err := signBytesSafely(func() []byte { return types.VoteSignBytes(testChainID, v) }); err == nil {
+		t.Fatal("signBytesSafely did not turn the encoding panic into an error")
+	}
+}
