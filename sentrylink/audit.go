@@ -43,6 +43,17 @@ func (s Severity) String() string {
 // MarshalText makes severities readable in JSON.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads "info", "warning" or "error".
+func (s *Severity) UnmarshalText(b []byte) error {
+	for _, v := range []Severity{SeverityInfo, SeverityWarning, SeverityError} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q (want info, warning or error)", b)
+}
+
 // Finding is one problem audit found in a config.toml.
 type Finding struct {
 	Severity Severity `json:"severity"`

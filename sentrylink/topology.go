@@ -39,6 +39,17 @@ func (r Role) String() string {
 // MarshalText makes roles readable in JSON.
 func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// UnmarshalText reads "validator" or "sentry".
+func (r *Role) UnmarshalText(b []byte) error {
+	for _, v := range []Role{RoleValidator, RoleSentry} {
+		if v.String() == string(b) {
+			*r = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown role %q (want validator or sentry)", b)
+}
+
 // Topology is a validated topology file: one validator, its signer hosts, at
 // least two sentries and the policy that turns them into settings.
 type Topology struct {

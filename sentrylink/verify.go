@@ -40,6 +40,17 @@ func (s CheckStatus) String() string {
 // MarshalText makes statuses readable in JSON.
 func (s CheckStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads "PASS", "FAIL" or "SKIP".
+func (s *CheckStatus) UnmarshalText(b []byte) error {
+	for _, v := range []CheckStatus{CheckPass, CheckFail, CheckSkip} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown check status %q (want PASS, FAIL or SKIP)", b)
+}
+
 // Check is one verify check and its result.
 type Check struct {
 	Status CheckStatus `json:"status"`
