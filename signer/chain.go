@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,36 @@ func (s Stats) TotalRefusals() uint64 {
 		n += v
 	}
 	return n
+}
+
+// LogValue renders s for slog (the shutdown summary): counters, refusals as
+// "name=count" in code order, and the last signed position.
+func (s Stats) LogValue() slog.Value {
+	var refusals []string
+	for _, code := range AllRefusalCodes() {
+		if n := s.Refusals[code]; n > 0 {
+			refusals = append(refusals, fmt.Sprintf("%s=%d", code, n))
+		}
+	}
+	last := "none"
+	if !s.LastSignedAt.IsZero() {
+		last = s.LastSigned.String()
+	}
+	attrs := []slog.Attr{
+		slog.String("chain_id", s.ChainID),
+		slog.Uint64("votes_signed", s.VotesSigned),
+		slog.Uint64("proposals_signed", s.ProposalsSigned),
+		slog.Uint64("extensions_signed", s.ExtensionsSigned),
+		slog.Uint64("pubkey_requests", s.PubKeyRequests),
+		slog.Uint64("pings", s.Pings),
+		slog.Uint64("refusals", s.TotalRefusals()),
+		slog.String("refusals_by_code", strings.Join(refusals, " ")),
+		slog.String("last_signed", last),
+	}
+	if !s.LastSignedAt.IsZero() {
+		attrs = append(attrs, slog.Time("last_signed_at", s.LastSignedAt))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // NewChain checks cfg and returns the chain's signing policy.

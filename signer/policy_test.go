@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -260,5 +261,22 @@ func TestHandleNeverPanicsOnOutOfRangeTimestamp(t *testing.T) {
 	}
 	if _, err := signBytesSafely(func() []byte { return types.VoteSignBytes(testChainID, v) }); err == nil {
 		t.Fatal("signBytesSafely did not turn the encoding panic into an error")
+	}
+}
+
+func TestStatsLogValue(t *testing.T) {
+	t.Parallel()
+	c := newTestChain(t)
+	if _, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 3, 1, blockID("A"))); e != nil {
+		t.Fatal(e.Description)
+	}
+	_, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 2, 0, blockID("A")))
+	wantCode(t, e, RefusalHeightRegression)
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("summary", "stats", c.Stats())
+	for _, want := range []string{"stats.votes_signed=1", "stats.refusals=1", `stats.refusals_by_code="height_regression=1"`, "stats.last_signed=3/1/prevote"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("summary %q lacks %q", buf.String(), want)
+		}
 	}
 }
