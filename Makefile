@@ -49,5 +49,15 @@ fuzz: ## run every fuzz target for FUZZTIME each
 demo: cometbft build ## a real single-validator chain signed by signerd through SoftHSM; DEMO_BLOCKS=N stops after N blocks
 	@COMETBFT=$(COMETBFT) SIGNERD=$(SIGNERD) DEMO_HOME=$(DEMO_HOME) DEMO_BLOCKS=$(DEMO_BLOCKS) bash scripts/demo.sh
 
+# Benchmarks (issue 4; see bench/RESULTS.md). Several minutes; never part of `make test`.
+# BENCH_FLAGS passes harness flags, e.g. BENCH_FLAGS='-runs 1 -chain-duration 5s -sections latency'.
+BENCH         := bin/signerd-bench
+BENCH_OUT     ?= bench/RESULTS.md
+BENCH_FLAGS   ?=
+
+bench: cometbft build ## floor, sign round trips vs FilePV, chain blocks/s, multi-chain, memory; writes BENCH_OUT
+	$(GO) build -o $(BENCH) ./bench/cmd/signerd-bench
+	$(BENCH) -signerd $(SIGNERD) -cometbft $(COMETBFT) -out $(BENCH_OUT) $(BENCH_FLAGS)
+
 clean:
 	rm -rf bin
