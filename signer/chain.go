@@ -206,9 +206,16 @@ func (c *Chain) countPing() {
 	c.stats.Pings++
 }
 
-// sign signs msg with the consensus key and checks the signature's size.
-func (c *Chain) sign(msg []byte) ([]byte, error) {
-	sig, err := c.key.Sign(rand.Reader, msg, crypto.Hash(0))
+// sign signs msg with the consensus key and checks the signature's size. A
+// panicking key implementation becomes an error, so a concurrent state write
+// is always waited for.
+func (c *Chain) sign(msg []byte) (sig []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = nil, fmt.Errorf("key panicked: %v", p)
+		}
+	}()
+	sig, err = c.key.Sign(rand.Reader, msg, crypto.Hash(0))
 	if err != nil {
 		return nil, err
 	}

@@ -280,3 +280,18 @@ func TestStatsLogValue(t *testing.T) {
 		}
 	}
 }
+
+type panickingKey struct{ ed25519.PrivateKey }
+
+func (panickingKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) { panic("driver bug") }
+
+func TestPanickingKeyIsRefusedNotFatal(t *testing.T) {
+	t.Parallel()
+	c := newTestChain(t, func(o *testChainOpts) { o.key = panickingKey{testKey("consensus")} })
+	_, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")))
+	wantCode(t, e, RefusalKeyError, "panicked", "driver bug")
+	// The state write ran to completion before the answer.
+	if got := c.state.Last().HRS; got != (statefile.HRS{Height: 1, Round: 0, Step: statefile.StepPrevote}) {
+		t.Fatalf("state at %s", got)
+	}
+}
