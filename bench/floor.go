@@ -80,8 +80,11 @@ type BareHSM struct {
 }
 
 // OpenBareHSM loads the PKCS#11 module lib, logs into the token labelled
-// tokenLabel with pin and generates a session (non-token) Ed25519 key pair.
-func OpenBareHSM(lib, tokenLabel, pin string) (*BareHSM, error) {
+// tokenLabel with pin and generates an Ed25519 key pair in it. tokenObject
+// makes it a token object (CKA_TOKEN, as a production consensus key is:
+// SoftHSM then re-checks the object's file on every use); otherwise it is a
+// session object that lives in memory only.
+func OpenBareHSM(lib, tokenLabel, pin string, tokenObject bool) (*BareHSM, error) {
 	ctx := pkcs11.New(lib)
 	if ctx == nil {
 		return nil, fmt.Errorf("pkcs11 module %q cannot be loaded: check SIGNERD_SOFTHSM2_LIB or install softhsm2", lib)
@@ -118,12 +121,13 @@ func OpenBareHSM(lib, tokenLabel, pin string) (*BareHSM, error) {
 		return fail(fmt.Errorf("pkcs11 token %q: login: %v", tokenLabel, err))
 	}
 	pubT := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, tokenObject),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidEd25519),
 	}
 	privT := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, tokenObject),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),

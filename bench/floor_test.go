@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"fmt"
+	"sync/atomic"
 	"testing"
 
-	"github.com/signerd/signerd/internal/testenv"
+	softhsmtest "github.com/signerd/signerd/softhsm-test"
 )
 
 func TestMeasureFsync(t *testing.T) {
@@ -16,37 +18,35 @@ func TestMeasureFsync(t *testing.T) {
 	}
 }
 
-// newSoftHSM makes a throwaway SoftHSM config or stops the test (skip
-// locally, fail under CI=true).
-func newSoftHSM(t testing.TB) *SoftHSM {
+var labelSeq atomic.Int64
+
+// newToken makes a fresh SoftHSM token visible to this process (skips
+// locally, fails under CI=true when SoftHSM is missing).
+func newToken(t testing.TB) *softhsmtest.Token {
 	t.Helper()
-	s, err := NewSoftHSM(t.TempDir(), SoftHSMLib())
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	return s
+	return softhsmtest.New(t, fmt.Sprintf("bench-%d", labelSeq.Add(1)))
 }
 
 func TestBareHSMSign(t *testing.T) {
-	s := newSoftHSM(t)
-	tok, err := s.InitToken("bare")
-	if err != nil {
-		t.Fatal(err)
+	tk := newToken(t)
+	for _, tokenObject := range []bool{false, true} {
+		b, err := OpenBareHSM(tk.Module, tk.Label, tk.PIN, tokenObject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := MeasureHSMSign(b, []byte("vote sign bytes"), 10)
+		b.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.N != 10 || d.P50 <= 0 {
+			t.Fatalf("implausible HSM distribution %+v", d)
+		}
 	}
-	t.Setenv("SOFTHSM2_CONF", s.Conf)
-	b, err := OpenBareHSM(s.Lib, tok.Label, tok.PIN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	d, err := MeasureHSMSign(b, []byte("vote sign bytes"), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.N != 10 || d.P50 <= 0 {
-		t.Fatalf("implausible HSM distribution %+v", d)
-	}
-	if _, err := OpenBareHSM(s.Lib, "no-such-token", tok.PIN); err == nil {
+	if _, err := OpenBareHSM(tk.Module, "no-such-token", tk.PIN, true); err == nil {
 		t.Fatal("OpenBareHSM found a token that does not exist")
+	}
+	if _, err := OpenBareHSM(tk.Module, tk.Label, "wrong-pin", true); err == nil {
+		t.Fatal("OpenBareHSM logged in with a wrong PIN")
 	}
 }

@@ -178,14 +178,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		logf("memory: RSS %.1f MiB after %d signatures", float64(res.Final)/(1<<20), o.memSigs)
 		rep.RSS = res
-		if inProcessSignerd != nil {
-			t := inProcessSignerd()
-			res, err := bench.MeasureMemory(ctx, t, filepath.Join(o.dir, "memory-heap"), o.memSigs, every, bench.HeapAfterGC)
-			if err != nil {
-				return err
-			}
-			rep.Heap = res
+		// The live heap can only be read in-process: signerd's own core
+		// (keys, statefile, signer) served from this process, file key.
+		heap, err := bench.MeasureMemory(ctx, &bench.SignerdInProcess{Kind: bench.KeyFile}, filepath.Join(o.dir, "memory-heap"), o.memSigs, every, bench.HeapAfterGC)
+		if err != nil {
+			return err
 		}
+		logf("memory: heap fitted growth %+.0f KiB over %d signatures", heap.Growth()/1024, o.memSigs)
+		rep.Heap = heap
 	}
 	md := rep.Markdown()
 	fmt.Fprint(stdout, md)
@@ -198,16 +198,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// inProcessSignerd, when linked in, returns signerd's own signing core
-// served from this process (for the heap-growth reading).
-var inProcessSignerd func() bench.Target
-
 func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *bench.SoftHSM, targets []bench.Target, logf func(string, ...any)) error {
 	tok, err := hsm.InitToken("bare")
 	if err != nil {
 		return err
 	}
-	bare, err := bench.OpenBareHSM(hsm.Lib, tok.Label, tok.PIN)
+	bare, err := bench.OpenBareHSM(hsm.Lib, tok.Label, tok.PIN, true)
 	if err != nil {
 		return err
 	}
