@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	"github.com/cometbft/cometbft/types"
 
 	"github.com/signerd/signerd/config"
 	"github.com/signerd/signerd/internal/testenv"
@@ -171,8 +176,15 @@ func TestStateImportShowExport(t *testing.T) {
 	cfgPath := writeConfig(t, dir, "c1", "file:"+filepath.Join(node, "config/priv_validator_key.json"))
 
 	// A FilePV state with a signature, as a validator leaves it.
+	vote := &cmtproto.Vote{
+		Type: cmtproto.PrecommitType, Height: 1234, Round: 1,
+		BlockID: cmtproto.BlockID{Hash: bytes.Repeat([]byte{1}, 32),
+			PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: bytes.Repeat([]byte{2}, 32)}},
+		Timestamp: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC),
+	}
+	signBytes := types.VoteSignBytes("c1", vote)
 	pvState := `{"height":"1234","round":1,"step":3,"signature":"` +
-		strings.Repeat("A", 86) + `==","signbytes":"0A0B"}`
+		strings.Repeat("A", 86) + `==","signbytes":"` + strings.ToUpper(hex.EncodeToString(signBytes)) + `"}`
 	src := filepath.Join(dir, "priv_validator_state.json")
 	if err := os.WriteFile(src, []byte(pvState), 0o600); err != nil {
 		t.Fatal(err)
@@ -192,7 +204,7 @@ func TestStateImportShowExport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("export is not a FilePV state: %v\n%s", err, exported)
 	}
-	if rec.Height != 1234 || rec.Round != 1 || rec.Step != statefile.StepPrecommit || len(rec.SignBytes) != 2 {
+	if rec.Height != 1234 || rec.Round != 1 || rec.Step != statefile.StepPrecommit || !bytes.Equal(rec.SignBytes, signBytes) {
 		t.Errorf("exported %+v", rec)
 	}
 

@@ -54,7 +54,7 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	for i := range cfg.Chains {
 		ch := &cfg.Chains[i]
-		clog := log.With("chain", ch.ID)
+		clog := log.With("chain_id", ch.ID)
 		// The state file first: its lock stops a second signerd on the same
 		// config before it touches the token.
 		st, err := statefile.Open(ch.StateFile, ch.ID)
@@ -69,7 +69,7 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		closers = append(closers, key.Close)
 		pub, _ := key.Public().(ed25519.PublicKey)
 		c, err := signer.NewChain(signer.ChainConfig{
-			ChainID: ch.ID, Key: key, State: st, MaxHeight: ch.MaxHeight, Logger: clog,
+			ChainID: ch.ID, Key: key, State: st, MaxHeight: ch.MaxHeight, Logger: log,
 		})
 		if err != nil {
 			return fmt.Errorf("chain %q: %w", ch.ID, err)
@@ -83,7 +83,7 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		vc := signer.ValidatorConfig{
 			Addr:     v.Addr,
 			Identity: identity,
-			Logger:   log.With("chain", v.ChainID, "validator", v.Addr),
+			Logger:   log,
 		}
 		c := chains[v.ChainID]
 		wg.Add(1)
@@ -98,7 +98,7 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wg.Wait()
 	for _, ch := range cfg.Chains {
 		s := chains[ch.ID].Stats()
-		log.Info("summary", "chain", ch.ID, "stats", s)
+		log.Info("summary", "chain_id", ch.ID, "stats", s)
 	}
 	return nil
 }
