@@ -205,8 +205,16 @@ func (u *URI) parseComponent(comp string, query bool, seen map[string]bool) erro
 	return nil
 }
 
-// safeName returns name for an error message, shortened if it is long.
+// safeName returns name for an error message: shortened if it is long, and
+// cut after "pin-value" if it starts so (a mistyped "pin-value:1234" must not
+// print the PIN).
 func safeName(name string) string {
+	if len(name) >= 9 && strings.EqualFold(name[:9], "pin-value") {
+		if len(name) > 9 {
+			return name[:9] + "..."
+		}
+		return name
+	}
 	if len(name) > 40 {
 		return name[:40] + "..."
 	}

@@ -125,6 +125,8 @@ func TestURIRedactsPIN(t *testing.T) {
 		"pkcs11:token=t?module-path=/m.so&pin-source=file:/p&pin-value=" + pin,
 		"pkcs11:token=t;pin-value=" + pin + "?module-path=/m.so",
 		"pkcs11:token=t?pin-value=" + pin,
+		"pkcs11:token=t?module-path=/m.so&pin-value:" + pin,
+		"pkcs11:token=t?module-path=/m.so&PIN-VALUE" + pin + "=1",
 	} {
 		_, err := ParseURI(in)
 		if err == nil {
