@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,9 @@ import (
 
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	"github.com/cometbft/cometbft/types"
+
+	"github.com/signerd/signerd/keys"
+	"github.com/signerd/signerd/statefile"
 )
 
 // hsmInProcess is signerd's core in this process with keys in fresh
@@ -226,4 +230,76 @@ func BenchmarkBareFsync(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(d.P50.Microseconds()), "p50-µs")
+}
+
+// BenchmarkKeySign compares one signature through the raw PKCS#11 calls with
+// one through signerd's keys.Open signer (hsm.Key: mutex, C_SignInit+C_Sign,
+// Ed25519 verification) and the file: software key.
+func BenchmarkKeySign(b *testing.B) {
+	msg := types.VoteSignBytes("bench", &cmtproto.Vote{Type: cmtproto.PrevoteType, Height: 1, BlockID: randomBlockID(), Timestamp: time.Now()})
+	b.Run("bare-pkcs11", func(b *testing.B) {
+		tk := newToken(b)
+		bare, err := OpenBareHSM(tk.Module, tk.Label, tk.PIN, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer bare.Close()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := bare.Sign(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, kind := range []KeyKind{KeySoftHSM, KeyFile} {
+		b.Run("keys.Open-"+string(kind), func(b *testing.B) {
+			dir := b.TempDir()
+			keyPath, _, _, err := newFilePVKey(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ref := "file:" + keyPath
+			if kind == KeySoftHSM {
+				if ref, err = hsmInProcess(b).importToToken(keyPath); err != nil {
+					b.Fatal(err)
+				}
+			}
+			k, err := keys.Open(ref, dir, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer k.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := k.Sign(nil, msg, crypto.Hash(0)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStateSave is statefile.Save of a fresh prevote record: the one
+// durable write per signature.
+func BenchmarkStateSave(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "state.json")
+	if err := statefile.Create(path, "bench", statefile.Record{}, false); err != nil {
+		b.Fatal(err)
+	}
+	st, err := statefile.Open(path, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	recs := make([]statefile.Record, b.N)
+	for i := range recs {
+		v := &cmtproto.Vote{Type: cmtproto.PrevoteType, Height: int64(i + 1), BlockID: randomBlockID(), Timestamp: time.Now()}
+		recs[i] = statefile.Record{HRS: statefile.HRS{Height: v.Height, Step: statefile.StepPrevote}, SignBytes: types.VoteSignBytes("bench", v)}
+	}
+	b.ResetTimer()
+	for i := range recs {
+		if err := st.Save(recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
