@@ -158,7 +158,7 @@ func MeasureMultiChain(ctx context.Context, t Target, dir string, n, warmup int,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lats[i], errs[i] = v.Drive(ctx, DriveConfig{StartHeight: int64(warmup) + 1, Until: until, PubKey: r.Pubs[i]})
+			lats[i], errs[i] = v.Drive(ctx, DriveConfig{StartHeight: int64(warmup) + 1, Until: until, PubKey: r.Pubs[i], VerifyEvery: 16})
 		}()
 	}
 	wg.Wait()

@@ -89,7 +89,7 @@ func MeasureMemory(ctx context.Context, t Target, dir string, sigs, every int, s
 	done := 0
 	start := time.Now()
 	for done < sigs {
-		l, err := v.Drive(ctx, DriveConfig{StartHeight: h, Heights: chunk, PubKey: r.Pubs[0]})
+		l, err := v.Drive(ctx, DriveConfig{StartHeight: h, Heights: chunk, PubKey: r.Pubs[0], VerifyEvery: 16})
 		if err != nil {
 			return nil, fmt.Errorf("%s: after %d signatures: %w", t.Name(), done, err)
 		}
