@@ -52,7 +52,7 @@ func cliLogger(stderr io.Writer) *slog.Logger {
 // pkcs11URI parses a --key that must be a PKCS#11 URI, resolving relative
 // pin-source paths against the working directory.
 func pkcs11URI(flagName, ref string) (*hsm.URI, error) {
-	if !strings.HasPrefix(ref, "pkcs11:") {
+	if len(ref) < 7 || !strings.EqualFold(ref[:7], "pkcs11:") {
 		return nil, usageErrorf("--%s must be a pkcs11: URI here (file: keys are made with cometbft init)", flagName)
 	}
 	u, err := hsm.ParseURI(ref)
