@@ -240,7 +240,7 @@ func (w *walker) header() error {
 			return err
 		}
 	}
-	key, err := parser.ParseKey(string(w.d.src[keyStart:w.sc.Span().Pos]))
+	key, err := parseKey(string(w.d.src[keyStart:w.sc.Span().Pos]))
 	if err != nil {
 		return fmt.Errorf("line %d: table name: %w", line, err)
 	}
@@ -269,7 +269,7 @@ func (w *walker) keyValue() error {
 			return err
 		}
 	}
-	key, err := parser.ParseKey(string(w.d.src[keyStart:w.sc.Span().Pos]))
+	key, err := parseKey(string(w.d.src[keyStart:w.sc.Span().Pos]))
 	if err != nil {
 		return fmt.Errorf("line %d: key: %w", line, err)
 	}
@@ -433,6 +433,26 @@ func (d *Doc) firstTable(name parser.Key) *Table {
 		}
 	}
 	return nil
+}
+
+// parseKey parses a key as written. Plain keys ("pex", "p2p.pex") take a
+// fast path; anything quoted or spaced goes through tomledit's ParseKey.
+func parseKey(raw string) (parser.Key, error) {
+	raw = strings.TrimSpace(raw)
+	if raw != "" && !strings.ContainsAny(raw, "\"' \t") {
+		parts := strings.Split(raw, ".")
+		ok := true
+		for _, p := range parts {
+			if p == "" || !scanner.IsWord(p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return parser.Key(parts), nil
+		}
+	}
+	return parser.ParseKey(raw)
 }
 
 // leadingSpace returns the spaces and tabs at the start of s.
