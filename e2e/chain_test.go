@@ -15,10 +15,11 @@ import (
 
 // chainOpts shapes one test chain.
 type chainOpts struct {
-	nodes          int    // nodes sharing the genesis; every one is dialed by signerd (default 1)
-	unix           bool   // priv_validator_laddr over unix:// instead of tcp://
-	voteExtensions bool   // vote extensions enabled from height 1
-	timeoutCommit  string // consensus.timeout_commit (default 50ms)
+	nodes          int               // nodes sharing the genesis; every one is dialed by signerd (default 1)
+	unix           bool              // priv_validator_laddr over unix:// instead of tcp://
+	voteExtensions bool              // vote extensions enabled from height 1
+	timeoutCommit  string            // consensus.timeout_commit (default 50ms)
+	nodeConfig     map[string]string // more config.toml settings (see editTOML)
 }
 
 // testChain is one single-validator chain whose validator key lives in a
@@ -119,6 +120,9 @@ func setupChain(t *testing.T, o chainOpts) *testChain {
 			"p2p.allow_duplicate_ip":   "true",
 			"p2p.pex":                  "false",
 			"consensus.timeout_commit": quote(o.timeoutCommit),
+		}
+		for k, v := range o.nodeConfig {
+			set[k] = v
 		}
 		if i > 0 {
 			id := strings.TrimSpace(mustRun(t, nil, cometbft, "show-node-id", "--home", c.nodes[0].home))
@@ -240,7 +244,8 @@ func (c *testChain) startSigner(t *testing.T) {
 // summary is what signerd's "summary" log line reports for one chain.
 type summary struct {
 	votes, proposals, extensions uint64
-	refusals                     string // e.g. "height_regression:3"; empty when none
+	refusals                     uint64
+	refusalsByCode               string // as logged, e.g. "height_regression:3"
 }
 
 // stopSigner stops signerd with SIGTERM, checks it exits 0, and returns the
@@ -258,24 +263,25 @@ func (c *testChain) stopSigner(t *testing.T) summary {
 	return parseSummary(t, lines[len(lines)-1])
 }
 
-// parseSummary reads the counters of a summary line, in the Go struct form
-// ("VotesSigned:12 ... Refusals:map[height_regression:3]") or the slog group
-// form ("stats.VotesSigned=12").
+// parseSummary reads the counters of signerd's summary line:
+// "msg=summary chain=ID stats.votes_signed=30 stats.proposals_signed=15
+// stats.extensions_signed=15 ... stats.refusals=0 stats.refusals_by_code=...".
 func parseSummary(t *testing.T, line string) summary {
 	t.Helper()
 	num := func(name string) uint64 {
-		m := regexp.MustCompile(name + `[:=]([0-9]+)`).FindStringSubmatch(line)
+		m := regexp.MustCompile(`\bstats\.` + name + `=([0-9]+)`).FindStringSubmatch(line)
 		if m == nil {
-			t.Fatalf("signerd's summary line has no %s counter: %s", name, line)
+			t.Fatalf("signerd's summary line has no stats.%s counter: %s", name, line)
 		}
 		n, _ := strconv.ParseUint(m[1], 10, 64)
 		return n
 	}
-	s := summary{votes: num("VotesSigned"), proposals: num("ProposalsSigned"), extensions: num("ExtensionsSigned")}
-	if m := regexp.MustCompile(`Refusals:map\[([^\]]*)\]`).FindStringSubmatch(line); m != nil {
-		s.refusals = m[1]
-	} else {
-		t.Fatalf("signerd's summary line has no Refusals: %s", line)
+	s := summary{
+		votes: num("votes_signed"), proposals: num("proposals_signed"), extensions: num("extensions_signed"),
+		refusals: num("refusals"),
+	}
+	if m := regexp.MustCompile(`\bstats\.refusals_by_code=("(?:[^"\\]|\\.)*"|\S*)`).FindStringSubmatch(line); m != nil {
+		s.refusalsByCode = strings.Trim(m[1], `"`)
 	}
 	return s
 }
@@ -336,6 +342,9 @@ func (c *testChain) checkSignerLog(t *testing.T, refusalsOK bool) {
 		t.Fatal(err)
 	}
 	c.checkNoPIN(t, "signerd's log "+c.signerLog, string(b))
+	if hits := grepLines(t, c.signerLog, "WARNING: DATA RACE"); len(hits) > 0 {
+		t.Errorf("the race detector found %d data races in signerd; see %s", len(hits), c.signerLog)
+	}
 	if refusalsOK {
 		return
 	}
@@ -366,12 +375,12 @@ func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) summ
 	t.Helper()
 	c.stopNodes(t)
 	s := c.stopSigner(t)
-	t.Logf("signerd's last run: %d votes, %d proposals, %d extensions signed; refusals [%s]", s.votes, s.proposals, s.extensions, s.refusals)
+	t.Logf("signerd's last run: %d votes, %d proposals, %d extensions signed; %d refusals %s", s.votes, s.proposals, s.extensions, s.refusals, s.refusalsByCode)
 	if s.votes == 0 || s.proposals == 0 {
 		t.Errorf("signerd's last run signed %d votes and %d proposals: want some of both", s.votes, s.proposals)
 	}
-	if !refusalsOK && s.refusals != "" {
-		t.Errorf("signerd refused requests on a single-node chain: %s", s.refusals)
+	if !refusalsOK && s.refusals != 0 {
+		t.Errorf("signerd refused %d requests on a single-node chain: %s", s.refusals, s.refusalsByCode)
 	}
 	if got := c.signerState(t); got < lastHeight-1 {
 		t.Errorf("signerd state height %d, chain reached %d: the state is behind the chain", got, lastHeight)

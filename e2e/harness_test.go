@@ -57,6 +57,9 @@ func TestMain(m *testing.M) {
 }
 
 // signerdBin returns $SIGNERD_BIN, or builds ./cmd/signerd once per test run.
+// Under -race the binary is built with -race as well: it then reports data
+// races met under real load (checkSignerLog fails on them), and it reuses the
+// race-built packages `go test -race ./...` has already compiled.
 func signerdBin(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("SIGNERD_BIN"); p != "" {
@@ -73,7 +76,11 @@ func signerdBin(t *testing.T) string {
 		out := filepath.Join(binDir, "signerd")
 		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/signerd")
+		args := []string{"build", "-o", out}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, goBin, append(args, "./cmd/signerd")...)
 		cmd.Dir = ".." // the module root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			signerdErr = fmt.Errorf("go build ./cmd/signerd: %v\n%s", err, b)
