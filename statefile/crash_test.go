@@ -83,6 +83,11 @@ func TestTornSlotWrite(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, uint64(saves)))
 		for _, tail := range []string{"old", "zero", "random"} {
 			for k := 0; k <= SlotSize; k++ {
+				// Every offset for the realistic tail (the old bytes
+				// stay); every 7th and the slot's edges for the others.
+				if tail != "old" && k%7 != 0 && k > 2 && k < SlotSize-2 {
+					continue
+				}
 				img := fx.torn(k, tail, rng)
 				info, err := loadBytes(fx.path, img, testChain)
 				if err != nil {
@@ -141,7 +146,7 @@ func TestGarbledWriteSlot(t *testing.T) {
 	fx := newTornFixture(t, 1)
 	rng := rand.New(rand.NewPCG(2, 3))
 	full := fx.torn(SlotSize, "old", rng)
-	for i := 0; i < 20000; i++ {
+	for i := 0; i < 5000; i++ {
 		img := append([]byte(nil), full...)
 		for n := 1 + rng.IntN(3); n > 0; n-- {
 			img[fx.writeSlot*SlotSize+rng.IntN(SlotSize)] ^= byte(1 + rng.IntN(255))

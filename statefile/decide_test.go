@@ -46,7 +46,7 @@ type vector struct {
 }
 
 // build returns the HRS, sign bytes and timestamp a vector message describes.
-func (m vectorMsg) build(t *testing.T) (HRS, []byte, time.Time) {
+func (m vectorMsg) build(t testing.TB) (HRS, []byte, time.Time) {
 	t.Helper()
 	h := mustHRS(t, m.HRS)
 	ts := t0
@@ -104,7 +104,7 @@ func errorKind(err error) string {
 	return "unclassified: " + err.Error()
 }
 
-func loadVectors(t *testing.T) []vector {
+func loadVectors(t testing.TB) []vector {
 	t.Helper()
 	data, err := os.ReadFile("testdata/decide_vectors.json")
 	if err != nil {
