@@ -653,5 +653,31 @@ func TestSentryNetwork(t *testing.T) {
 	if err != nil || len(leaks) > 0 || total == 0 {
 		t.Fatalf("public address book %s: %d entries, leaks %v, %v", ab, total, leaks, err)
 	}
-	step(fmt.Sprintf("public node's address book (%d entries) has no validator", total))
+	step(fmt.Sprintf("public node's address book (%d entries) has no validator: %s", total, addrBookSummary(t, ab)))
+}
+
+// addrBookSummary lists the id@ip:port entries of an addrbook.json.
+func addrBookSummary(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var book struct {
+		Addrs []struct {
+			Addr struct {
+				ID   string `json:"id"`
+				IP   string `json:"ip"`
+				Port int    `json:"port"`
+			} `json:"addr"`
+		} `json:"addrs"`
+	}
+	if err := json.Unmarshal(b, &book); err != nil {
+		return err.Error()
+	}
+	var s []string
+	for _, a := range book.Addrs {
+		s = append(s, fmt.Sprintf("%s@%s:%d", a.Addr.ID[:8], a.Addr.IP, a.Addr.Port))
+	}
+	return strings.Join(s, ", ")
 }
