@@ -134,7 +134,7 @@ func (last Record) Decide(req HRS, signBytes []byte) (Decision, error) {
 		return Decision{}, &RegressionError{Last: last.HRS, Got: req}
 	}
 	if len(last.SignBytes) == 0 {
-		return Decision{}, fmt.Errorf("%w: %s (the record was imported without them; move the state past this height)", ErrNoSignBytes, req)
+		return Decision{}, fmt.Errorf("%w: %s (the state was imported without them, so a repeat of this one position cannot be checked and is refused)", ErrNoSignBytes, req)
 	}
 	if bytes.Equal(signBytes, last.SignBytes) {
 		return Decision{Action: ResignSame, SignBytes: signBytes, Signature: last.Signature}, nil

@@ -46,9 +46,11 @@
 // One file per chain, exactly 8192 bytes: two 4096-byte slots. A slot is
 // one JSON line, a checksum line and padding:
 //
-//	{"format":"signerd-state/1","chain_id":"test-chain","seq":"42","height":"120","round":0,"step":2,"signbytes":"7A0802..."}
-//	crc32c:1a2b3c4d
-//	<spaces to byte 4095, then a newline>
+//	{"format":"signerd-state/1","chain_id":"test-chain","seq":"1","height":"120","round":0,"step":2,"signbytes":"690801117800…636861696E"}
+//	crc32c:780c7001
+//	<spaces up to byte 4095, which is a newline>
+//
+// (testdata/state holds complete examples.)
 //
 // seq and height are decimal strings (int64/uint64 do not survive every JSON
 // reader); round and step are numbers (steps: 0 none, 1 propose, 2 prevote,

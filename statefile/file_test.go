@@ -7,11 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cometbft/cometbft/libs/protoio"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -420,4 +424,42 @@ func TestGoldenFile(t *testing.T) {
 			t.Errorf("%s: Read = %v, %v; want %v", name, info.Record, err, r)
 		}
 	}
+}
+
+// TestLargestRecordFits: the largest record Validate accepts (MaxSignBytes
+// of sign bytes, a signature, extreme numbers, a 50-byte chain id that
+// doubles under JSON escaping) fits a slot, so Save never fails on size for
+// a valid record.
+func TestLargestRecordFits(t *testing.T) {
+	chain := strings.Repeat(`"`, MaxChainIDLen)
+	h := HRS{Height: math.MaxInt64, Round: math.MaxInt32, Step: StepPrecommit}
+	var sb []byte
+	for n := MaxSignBytes - 200; n < MaxSignBytes; n++ {
+		// types.VoteSignBytes refuses odd hash sizes; marshal the
+		// canonical vote directly.
+		v := cmtproto.CanonicalVote{Type: cmtproto.PrecommitType, Height: h.Height, Round: int64(h.Round), Timestamp: t0, ChainID: chain,
+			BlockID: &cmtproto.CanonicalBlockID{Hash: make([]byte, n), PartSetHeader: cmtproto.CanonicalPartSetHeader{Total: math.MaxUint32, Hash: make([]byte, 32)}}}
+		b, err := protoio.MarshalDelimited(&v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) <= MaxSignBytes {
+			sb = b
+		}
+	}
+	if len(sb) < MaxSignBytes-2 {
+		t.Fatalf("could only build %d sign bytes", len(sb))
+	}
+	r := Record{HRS: h, SignBytes: sb, Signature: bytes.Repeat([]byte{0xff}, 64)}
+	if err := r.Validate(chain); err != nil {
+		t.Fatal(err)
+	}
+	var slot [SlotSize]byte
+	if err := encodeSlot(&slot, chain, math.MaxUint64, r); err != nil {
+		t.Fatalf("largest valid record (%d sign bytes) does not fit: %v", len(sb), err)
+	}
+	if s := parseSlot(slot[:], chain); !s.ok || !s.rec.Equal(r) {
+		t.Fatalf("largest record does not load back: %+v", s.problem)
+	}
+	t.Logf("largest record line: %d of %d bytes", bytes.IndexByte(slot[:], '\n'), SlotSize)
 }
