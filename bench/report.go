@@ -19,6 +19,7 @@ func (f Floor) P50() time.Duration { return max(f.HSM.P50, f.Fsync.P50) }
 // target, measured back to back in one process.
 type LatencyRun struct {
 	Floor   Floor
+	Overlap *Overlap                  // signerd's SoftHSM key and state file, in-process
 	Results map[string]*LatencyResult // by target name
 }
 
@@ -315,6 +316,22 @@ func (r *Report) latencyMarkdown(b *strings.Builder) {
 		fmt.Fprintf(b, "| bare fsync (4 KiB in-place pwrite + fdatasync, state folder) | %d | %s | %s | %s | | |\n", n2, Ms(MedianDuration(fsync)), Ms(MedianDuration(fp99)), Ms(MedianDuration(fmax)))
 		fmt.Fprintf(b, "| **floor** = max(HSM p50, fsync p50) | | %s | | | | |\n", Ms(MedianDuration(floor)))
 	}
+	ov := func(label string, f func(*Overlap) Dist) {
+		var p50, p99, mx []time.Duration
+		n := 0
+		for _, run := range r.Latency {
+			if run.Overlap != nil {
+				d := f(run.Overlap)
+				p50, p99, mx, n = append(p50, d.P50), append(p99, d.P99), append(mx, d.Max), n+d.N
+			}
+		}
+		if len(p50) > 0 {
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | | |\n", label, n, Ms(MedianDuration(p50)), Ms(MedianDuration(p99)), Ms(MedianDuration(mx)))
+		}
+	}
+	ov("in-process: signerd's SoftHSM key, keys.Open(…).Sign (C_SignInit+C_Sign+verify)", func(o *Overlap) Dist { return o.Sign })
+	ov("in-process: statefile.Save (slot overwrite + fdatasync)", func(o *Overlap) Dist { return o.Save })
+	ov("in-process: Save ‖ Sign as signer.Chain does it (ideal: max of the two; serial: their sum)", func(o *Overlap) Dist { return o.Both })
 	rows := []struct {
 		label string
 		p     pick

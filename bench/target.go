@@ -59,6 +59,13 @@ func newFilePVKey(dir string) (keyPath, statePath string, pub crypto.PubKey, err
 	return keyPath, statePath, pv.Key.PubKey, nil
 }
 
+// NewKeyFile writes a fresh CometBFT priv_validator_key.json in dir and
+// returns its path.
+func NewKeyFile(dir string) (string, error) {
+	p, _, _, err := newFilePVKey(dir)
+	return p, err
+}
+
 var tokenSeq atomic.Int64
 
 // SignerdProcess is the real signerd binary with one key kind.

@@ -203,6 +203,21 @@ func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *benc
 	if err != nil {
 		return err
 	}
+	// The persist ‖ sign check uses signerd's own key code in this process:
+	// its token must exist before this process initialises SoftHSM.
+	otok, err := hsm.InitToken("overlap")
+	if err != nil {
+		return err
+	}
+	odir := filepath.Join(o.dir, "overlap")
+	keyJSON, err := bench.NewKeyFile(odir)
+	if err != nil {
+		return err
+	}
+	ouri := hsm.KeyURI(otok, "consensus")
+	if err := bench.ImportKey(o.signerd, []string{hsm.Env()}, ouri, keyJSON); err != nil {
+		return err
+	}
 	bare, err := bench.OpenBareHSM(hsm.Lib, tok.Label, tok.PIN, true)
 	if err != nil {
 		return err
@@ -221,6 +236,11 @@ func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *benc
 			return err
 		}
 		logf("run %d: floor: HSM sign p50 %s ms, fsync p50 %s ms", r+1, bench.Ms(run.Floor.HSM.P50), bench.Ms(run.Floor.Fsync.P50))
+		if run.Overlap, err = bench.MeasureOverlap(ouri, odir, o.floorN/2); err != nil {
+			return err
+		}
+		logf("run %d: persist ‖ sign (SoftHSM, in-process): sign %s, save %s, both %s ms", r+1,
+			bench.Ms(run.Overlap.Sign.P50), bench.Ms(run.Overlap.Save.P50), bench.Ms(run.Overlap.Both.P50))
 		for k := range targets {
 			t := targets[(k+r)%len(targets)] // rotate the order between runs
 			res, err := bench.MeasureLatency(ctx, t, filepath.Join(o.dir, fmt.Sprintf("latency-%d-%s", r, sanitize(t.Name()))), cfg)
