@@ -111,6 +111,26 @@ func BenchmarkCreate(b *testing.B) {
 	reportLatency(b, d)
 }
 
+// BenchmarkWriteAtomic measures the bare rename path Create uses (temp,
+// write 8 KiB, fsync, rename, folder fsync) without the lock, checks and
+// stale-temp scan: the like-for-like comparison with BenchmarkSave.
+func BenchmarkWriteAtomic(b *testing.B) {
+	path := filepath.Join(benchDir(b), "s.state")
+	data := make([]byte, FileSize)
+	d := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if err := writeAtomic(path, data); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatency(b, d)
+}
+
 // BenchmarkDecide measures the decision alone: a fresh position, and a
 // repeated one whose sign bytes differ only in the timestamp (two proto
 // decodes).
