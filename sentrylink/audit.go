@@ -156,8 +156,10 @@ func (p *NodePlan) Audit(src []byte, file string) *AuditReport {
 	a := &auditor{
 		p: p, t: p.topo, n: p.node, file: file,
 		broken: map[string]bool{}, flagged: map[string]bool{}, present: map[string]*tomlpatch.Entry{},
+		perKey: map[string]int{}, suppressed: map[string]*Finding{},
 	}
 	a.run(src)
+	a.flushSuppressed()
 	sort.SliceStable(a.findings, func(i, j int) bool {
 		if a.findings[i].Severity != a.findings[j].Severity {
 			return a.findings[i].Severity > a.findings[j].Severity
@@ -178,25 +180,53 @@ func (p *NodePlan) Audit(src []byte, file string) *AuditReport {
 }
 
 type auditor struct {
-	p        *NodePlan
-	t        *Topology
-	n        *Node
-	file     string
-	doc      *tomlpatch.Doc
-	cfg      nodeConfig
-	findings []Finding
-	broken   map[string]bool // keys too damaged for semantic checks
-	flagged  map[string]bool // keys with a finding (the plan comparison skips them)
-	present  map[string]*tomlpatch.Entry
+	p          *NodePlan
+	t          *Topology
+	n          *Node
+	file       string
+	doc        *tomlpatch.Doc
+	cfg        nodeConfig
+	findings   []Finding
+	perKey     map[string]int
+	suppressed map[string]*Finding
+	broken     map[string]bool // keys too damaged for semantic checks
+	flagged    map[string]bool // keys with a finding (the plan comparison skips them)
+	present    map[string]*tomlpatch.Entry
 }
+
+// maxFindingsPerKey bounds the findings reported for one key (a list with
+// thousands of bad entries); the rest are counted in one summary finding.
+const maxFindingsPerKey = 10
 
 func (a *auditor) add(sev Severity, key, problem, why, fix string) {
 	line := 0
 	if e := a.present[key]; e != nil {
 		line = e.Line
 	}
-	a.findings = append(a.findings, Finding{Severity: sev, Key: key, Line: line, Problem: problem, Why: why, Fix: fix})
 	a.flagged[key] = true
+	a.perKey[key]++
+	if a.perKey[key] > maxFindingsPerKey {
+		if s := a.suppressed[key]; s == nil || sev > s.Severity {
+			a.suppressed[key] = &Finding{Severity: sev, Key: key, Line: line}
+		}
+		a.suppressed[key].Problem = fmt.Sprintf("%d more findings for this key are not shown", a.perKey[key]-maxFindingsPerKey)
+		return
+	}
+	a.findings = append(a.findings, Finding{Severity: sev, Key: key, Line: line, Problem: problem, Why: why, Fix: fix})
+}
+
+func (a *auditor) flushSuppressed() {
+	keys := make([]string, 0, len(a.suppressed))
+	for k := range a.suppressed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := *a.suppressed[k]
+		f.Why = "The first findings for this key show the kind of problem."
+		f.Fix = "fix the entries reported above, then audit again"
+		a.findings = append(a.findings, f)
+	}
 }
 
 func (a *auditor) applyFix() string {
@@ -445,7 +475,7 @@ func (a *auditor) peerList(key, value string) {
 	if a.broken[key] {
 		return
 	}
-	seen := map[NodeID]bool{}
+	seen, dupReported := map[NodeID]bool{}, map[NodeID]bool{}
 	for _, p := range parseList(value) {
 		rest := strings.TrimPrefix(p.raw, "tcp://")
 		at := strings.IndexByte(rest, '@')
@@ -467,8 +497,9 @@ func (a *auditor) peerList(key, value string) {
 			a.add(SeverityError, key, fmt.Sprintf("entry %q has no valid host:port", p.raw),
 				"CometBFT refuses to start when a peer address does not parse.", "write the entry as id@host:port")
 		}
-		if seen[p.id] {
-			a.add(SeverityWarning, key, fmt.Sprintf("lists %s twice", p.id.Short()), "A duplicate entry is redundant and hides which address is meant.", "keep one entry per node ID")
+		if seen[p.id] && !dupReported[p.id] {
+			dupReported[p.id] = true
+			a.add(SeverityWarning, key, fmt.Sprintf("lists %s more than once", p.id.Short()), "A duplicate entry is redundant and hides which address is meant.", "keep one entry per node ID")
 		}
 		seen[p.id] = true
 	}
@@ -539,10 +570,12 @@ func (a *auditor) validator() {
 	if k := "p2p.persistent_peers"; !a.broken[k] {
 		have := idsOf(c.P2P.PersistentPeers)
 		var missing []string
+		done := map[NodeID]bool{}
 		for _, p := range parseList(c.P2P.PersistentPeers) {
-			if p.id == "" {
+			if p.id == "" || done[p.id] {
 				continue
 			}
+			done[p.id] = true
 			s, ok := sentryByID[p.id]
 			if !ok {
 				a.add(SeverityError, k, fmt.Sprintf("peer %s is not one of the validator's sentries", p.raw),
@@ -568,8 +601,10 @@ func (a *auditor) validator() {
 	if k := "p2p.unconditional_peer_ids"; !a.broken[k] {
 		have := idsOf(c.P2P.UnconditionalPeerIDs)
 		var missing []string
+		done := map[NodeID]bool{}
 		for _, p := range parseList(c.P2P.UnconditionalPeerIDs) {
-			if p.id != "" && sentryByID[p.id] == nil {
+			if p.id != "" && sentryByID[p.id] == nil && !done[p.id] {
+				done[p.id] = true
 				a.add(SeverityError, k, fmt.Sprintf("%s is not one of the validator's sentries", p.raw),
 					"An unconditional peer bypasses the validator's peer limits; only its sentries may.", "remove it")
 			}

@@ -3,6 +3,7 @@ package sentrylink
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,4 +184,28 @@ func FuzzAuditConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAuditBoundsFindings: a list with hundreds of bad entries gives a
+// bounded report whose last finding counts the rest.
+func TestAuditBoundsFindings(t *testing.T) {
+	topo := loadSample(t)
+	var b strings.Builder
+	b.WriteString("[p2p]\nprivate_peer_ids = \"" + string(topo.Validator.ID))
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&b, ",bad%d", i)
+	}
+	b.WriteString("\"\n")
+	r := topo.Plan(topo.Sentries[0]).Audit([]byte(b.String()), "config.toml")
+	n := 0
+	var last Finding
+	for _, f := range r.Findings {
+		if f.Key == "p2p.private_peer_ids" {
+			n++
+			last = f
+		}
+	}
+	if n != maxFindingsPerKey+1 || !strings.Contains(last.Problem, "490 more findings") || last.Severity != SeverityError {
+		t.Fatalf("%d findings for the key, last %+v", n, last)
+	}
 }

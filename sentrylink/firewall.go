@@ -148,7 +148,7 @@ func (t *Topology) buildFirewall(n *Node) *firewall {
 		f.summary = append(f.summary, fmt.Sprintf("ssh tcp/%s: only from admin_sources %s", ssh, joinPrefixes(admin)))
 	}
 
-	guarded := map[int]bool{}
+	guarded := map[int]bool{pol.SSHPort: true}
 	p2p := int(n.PrivateAddr.Port())
 	guarded[p2p] = true
 	rpc := int(n.rpcPort())
@@ -246,11 +246,8 @@ func (t *Topology) buildFirewall(n *Node) *firewall {
 		f.summary = append(f.summary, "everything else inbound: left to the host's other rules (input policy accept)")
 	}
 	for _, p := range uniqueSortedPorts(pol.OpenTCPPorts, nil) {
-		switch {
-		case p == pol.SSHPort:
-			f.notes = append(f.notes, fmt.Sprintf("policy.firewall.open_tcp_ports lists the SSH port %d, which opens SSH to everyone.", p))
-		case guarded[p]:
-			f.notes = append(f.notes, fmt.Sprintf("policy.firewall.open_tcp_ports lists tcp/%d, which sentrylink guards on this node; the guard wins.", p))
+		if guarded[p] {
+			f.notes = append(f.notes, fmt.Sprintf("policy.firewall.open_tcp_ports lists tcp/%d, which sentrylink guards on this node (SSH, p2p, privval or RPC); the guard's rules apply and the entry is ignored.", p))
 		}
 	}
 	return f

@@ -456,6 +456,9 @@ func (v *validator) crossChecks(t *Topology) {
 			}
 			ids[n.ID] = n.Name
 		}
+		if rp := n.rpcPort(); rp != 0 && n.PrivateAddr.IsValid() && (rp == n.PrivateAddr.Port() || (n.Role == RoleValidator && rp == n.PrivvalAddr.Port())) {
+			v.fail(strconv.Quote(n.Name)+" rpc", fmt.Sprintf("RPC port %d is also the node's p2p or privval port", rp), "give RPC its own port (26657 is usual)")
+		}
 		if n.PrivateAddr.IsValid() {
 			if other, ok := ips[n.PrivateAddr.Addr()]; ok {
 				v.fail(strconv.Quote(n.Name)+" private_addr", fmt.Sprintf("same IP as %q", other),

@@ -117,6 +117,7 @@ func TestTopologyErrors(t *testing.T) {
 		{"signer is a sentry", `private_ip = "10.0.1.20"`, `private_ip = "10.0.1.10"`, []string{"signer.private_ip", "run signerd on its own host"}},
 		{"privval on p2p port", `privval_addr = "10.0.1.5:26659"`, `privval_addr = "10.0.1.5:26656"`, []string{"uses the p2p port"}},
 		{"privval other ip", `privval_addr = "10.0.1.5:26659"`, `privval_addr = "10.0.1.6:26659"`, []string{"differs from private_addr"}},
+		{"rpc on the p2p port", `rpc = "http://10.0.1.10:26657"`, `rpc = "http://10.0.1.10:26656"`, []string{`"sentry-1" rpc`, "RPC port 26656 is also the node's p2p or privval port"}},
 		{"unknown key", `chain_id = "cosmoshub-4"`, "chain_id = \"cosmoshub-4\"\nchainid = \"x\"", []string{"topology.toml:3", "chainid: unknown key"}},
 		{"wrong type", `chain_id = "cosmoshub-4"`, `chain_id = 4`, []string{"chain_id"}},
 		{"no chain id", `chain_id = "cosmoshub-4"`, ``, []string{"chain_id: missing"}},

@@ -143,9 +143,13 @@ rpc = "http://%s:26657"
 		}
 		return ok
 	}
+	began := time.Now()
 	got := count("evil", s(s1Public, "26656"), 30)
-	if got < 18 || got > 24 {
-		t.Errorf("attacker: %d of 30 new p2p connections accepted, want about 20 (burst 20, then 1 every 3 s)", got)
+	// The meter refills one token every 3 s; a slow machine earns a few more.
+	maxOK := 20 + int(time.Since(began)/(3*time.Second)) + 1
+	if got < 15 || got > maxOK || got == 30 {
+		t.Errorf("attacker: %d of 30 new p2p connections accepted in %v, want 15..%d and some refused (burst 20, then 1 every 3 s)",
+			got, time.Since(began).Round(time.Millisecond), maxOK)
 	}
 	if got := count("val", s(s1IP, "26656"), 30); got != 30 {
 		t.Errorf("validator: %d of 30 connections accepted, want all (exempt from the limit)", got)
