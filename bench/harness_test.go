@@ -43,6 +43,9 @@ func TestHarnessSmoke(t *testing.T) {
 	if run.Floor.HSM, err = MeasureHSMSign(bare, []byte("sign bytes"), 20); err != nil {
 		t.Fatal(err)
 	}
+	if run.Floor.Parallel, err = MeasureParallelFloor(bare, []byte("sign bytes"), dir, 20); err != nil {
+		t.Fatal(err)
+	}
 	if run.Floor.P50() != max(run.Floor.HSM.P50, run.Floor.Fsync.P50) {
 		t.Fatal("floor is not max(HSM p50, fsync p50)")
 	}
@@ -76,7 +79,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"## Machine", "## Floor and sign round trips", "bare SoftHSM Ed25519 sign", "bare fsync",
+	for _, want := range []string{"## Machine", "## Floor and sign round trips", "bare SoftHSM Ed25519 sign", "bare fsync", "bare HSM sign ‖ bare fsync",
 		"signerd+softhsm: SignVote prevote", "signerd+file: SignVote precommit", "FilePV: SignProposal",
 		"## Multi-chain", "## Memory", "## Targets"} {
 		if !strings.Contains(md, want) {

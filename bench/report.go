@@ -10,6 +10,9 @@ import (
 type Floor struct {
 	HSM   Dist // raw C_SignInit + C_Sign (CKM_EDDSA) on SoftHSM
 	Fsync Dist // 4 KiB in-place pwrite + fdatasync in the state folder
+	// Parallel is a bare signature and a bare state write run concurrently
+	// (MeasureParallelFloor): the overlap this machine actually gives.
+	Parallel Dist
 }
 
 // P50 is the floor as the issue defines it: max(bare HSM p50, bare fsync p50).
@@ -129,9 +132,16 @@ func (r *Report) Checks() []Check {
 		})
 		if ok {
 			fl, _, _ := r.medianOf(func(run LatencyRun) (float64, bool) { return float64(run.Floor.P50()), run.Floor.HSM.N > 0 })
+			par := ""
+			if pf, _, ok := r.medianOf(func(run LatencyRun) (float64, bool) {
+				a := run.Results[NameSoftHSM]
+				return float64(v.p(a).P50 - run.Floor.Parallel.P50), a != nil && run.Floor.Parallel.N > 0
+			}); ok {
+				par = fmt.Sprintf("; over the measured sign ‖ fsync floor: %+.3f ms", ms(pf))
+			}
 			cs = append(cs, Check{
 				Name:     fmt.Sprintf("SoftHSM SignVote (%s) p50 ≤ floor + 0.15 ms", v.what),
-				Measured: fmt.Sprintf("floor %.3f + %.3f ms (excess per run: %s)", ms(fl), ms(med), fmtRuns(scale(runs, 1/float64(time.Millisecond)), "%.3f")),
+				Measured: fmt.Sprintf("floor %.3f + %.3f ms (excess per run: %s%s)", ms(fl), ms(med), fmtRuns(scale(runs, 1/float64(time.Millisecond)), "%.3f"), par),
 				Limit:    "floor + 0.150 ms", Margin: fmt.Sprintf("%+.3f ms", 0.15-ms(med)), Pass: ms(med) <= 0.15,
 			})
 		}
@@ -315,6 +325,17 @@ func (r *Report) latencyMarkdown(b *strings.Builder) {
 		fmt.Fprintf(b, "| bare SoftHSM Ed25519 sign (C_SignInit+C_Sign, CKM_EDDSA) | %d | %s | %s | %s | | |\n", n1, Ms(MedianDuration(hsm)), Ms(MedianDuration(hp99)), Ms(MedianDuration(hmax)))
 		fmt.Fprintf(b, "| bare fsync (4 KiB in-place pwrite + fdatasync, state folder) | %d | %s | %s | %s | | |\n", n2, Ms(MedianDuration(fsync)), Ms(MedianDuration(fp99)), Ms(MedianDuration(fmax)))
 		fmt.Fprintf(b, "| **floor** = max(HSM p50, fsync p50) | | %s | | | | |\n", Ms(MedianDuration(floor)))
+	}
+	var par, pp99, pmax []time.Duration
+	np := 0
+	for _, run := range r.Latency {
+		if d := run.Floor.Parallel; d.N > 0 {
+			par, pp99, pmax, np = append(par, d.P50), append(pp99, d.P99), append(pmax, d.Max), np+d.N
+		}
+	}
+	if len(par) > 0 {
+		fmt.Fprintf(b, "| bare HSM sign ‖ bare fsync on two threads (the overlap this machine gives; perfect = floor, none = sum) | %d | %s | %s | %s | | |\n",
+			np, Ms(MedianDuration(par)), Ms(MedianDuration(pp99)), Ms(MedianDuration(pmax)))
 	}
 	ov := func(label string, f func(*Overlap) Dist) {
 		var p50, p99, mx []time.Duration

@@ -235,7 +235,11 @@ func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *benc
 		if run.Floor.HSM, err = bench.MeasureHSMSign(bare, msg, o.floorN); err != nil {
 			return err
 		}
-		logf("run %d: floor: HSM sign p50 %s ms, fsync p50 %s ms", r+1, bench.Ms(run.Floor.HSM.P50), bench.Ms(run.Floor.Fsync.P50))
+		if run.Floor.Parallel, err = bench.MeasureParallelFloor(bare, msg, o.dir, o.floorN); err != nil {
+			return err
+		}
+		logf("run %d: floor: HSM sign p50 %s ms, fsync p50 %s ms, both in parallel %s ms", r+1,
+			bench.Ms(run.Floor.HSM.P50), bench.Ms(run.Floor.Fsync.P50), bench.Ms(run.Floor.Parallel.P50))
 		if run.Overlap, err = bench.MeasureOverlap(ouri, odir, o.floorN/2); err != nil {
 			return err
 		}
