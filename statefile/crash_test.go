@@ -259,7 +259,9 @@ func TestKill9(t *testing.T) {
 		rounds = 3
 	}
 	path := createTemp(t, Record{})
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill points from seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 9))
 	var reported HRS
 	torn := 0
 	for round := 0; round < rounds; round++ {
