@@ -18,17 +18,10 @@ import (
 
 	"github.com/signerd/signerd/internal/testenv"
 	"github.com/signerd/signerd/sentrylink"
+	softhsmtest "github.com/signerd/signerd/softhsm-test"
 )
 
-func TestMain(m *testing.M) {
-	if code, err := helperMain(); err != errNotHelper {
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(softhsmtest.Run(m)) }
 
 // wantCometBFT is the node version this test is written against.
 const wantCometBFT = "0.38.26"
@@ -74,17 +67,15 @@ var (
 	buildError error
 )
 
-// signerdBin returns $SIGNERD_BIN or builds ./cmd/signerd. While the rest of
-// cmd/signerd does not compile yet, it builds the same package with only
-// cmd/signerd/sentry.go and a two-line main that dispatches "signerd sentry"
-// to runSentry (go build -overlay), so the commands under test are still the
-// real ones, in a separate binary.
+// signerdBin returns $SIGNERD_BIN or builds ./cmd/signerd once per test
+// process: the commands under test are the real binary's.
 func signerdBin(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("SIGNERD_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("SIGNERD_BIN=%q: %v", p, err)
 		}
+		buildNote = "SIGNERD_BIN=" + p
 		return p
 	}
 	buildOnce.Do(func() {
@@ -103,22 +94,11 @@ func signerdBin(t *testing.T) string {
 			return
 		}
 		out := filepath.Join(dir, "signerd")
-		full, ferr := goBuild(goBin, root, "-o", out, "./cmd/signerd")
-		if ferr == nil {
-			buildPath, buildNote = out, "go build ./cmd/signerd"
+		if b, err := goBuild(goBin, root, "-o", out, "./cmd/signerd"); err != nil {
+			buildError = fmt.Errorf("go build ./cmd/signerd: %v\n%s", err, b)
 			return
 		}
-		overlay, err := sentryOnlyOverlay(root, dir)
-		if err != nil {
-			buildError = err
-			return
-		}
-		if b, err := goBuild(goBin, root, "-overlay", overlay, "-o", out, "./cmd/signerd"); err != nil {
-			buildError = fmt.Errorf("go build ./cmd/signerd failed:\n%s\nand the sentry-only build failed too:\n%s", full, b)
-			return
-		}
-		buildPath = out
-		buildNote = "sentry-only build of cmd/signerd (the full package does not compile yet: " + firstLine(full) + ")"
+		buildPath, buildNote = out, "go build ./cmd/signerd"
 	})
 	if buildError != nil {
 		t.Fatal(buildError)
@@ -133,51 +113,6 @@ func goBuild(goBin, root string, args ...string) (string, error) {
 	cmd.Dir = root
 	b, err := cmd.CombinedOutput()
 	return string(b), err
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
-}
-
-// sentryOnlyOverlay writes a go build overlay that keeps cmd/signerd/sentry.go,
-// removes the package's other files and adds a main that runs runSentry.
-func sentryOnlyOverlay(root, dir string) (string, error) {
-	mainSrc := `package main
-
-import (
-	"context"
-	"os"
-)
-
-func main() {
-	if len(os.Args) < 2 || os.Args[1] != "sentry" {
-		os.Stderr.WriteString("signerd: error: this e2e build only has 'signerd sentry ...'\n")
-		os.Exit(2)
-	}
-	os.Exit(runSentry(context.Background(), os.Args[2:], os.Stdout, os.Stderr))
-}
-`
-	mainPath := filepath.Join(dir, "zz_sentry_e2e_main.go")
-	if err := os.WriteFile(mainPath, []byte(mainSrc), 0o644); err != nil {
-		return "", err
-	}
-	files, err := filepath.Glob(filepath.Join(root, "cmd", "signerd", "*.go"))
-	if err != nil {
-		return "", err
-	}
-	replace := map[string]string{filepath.Join(root, "cmd", "signerd", "zz_sentry_e2e_main.go"): mainPath}
-	for _, f := range files {
-		if filepath.Base(f) != "sentry.go" {
-			replace[f] = ""
-		}
-	}
-	b, err := json.Marshal(map[string]any{"Replace": replace})
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "overlay.json")
-	return p, os.WriteFile(p, b, 0o644)
 }
 
 // node is one CometBFT node of the test network.
@@ -471,31 +406,45 @@ func (c *chainNet) configure() {
 	}
 }
 
-// startSigner starts the remote signer in the signer host's namespace. It
-// dials the validator's priv_validator_laddr over the private link, through
-// the validator's firewall.
-//
-// To sign with signerd instead of the stand-in: write a signerd.toml for
-// chain c.chainID whose validator address is tcp://valIP:privvPort and
-// whose key is the one in c.dir/signer (imported into SoftHSM with
-// `signerd keys import`, state with `signerd state import`), then replace
-// the start call below with
-//
-//	c.lab.start("signer", c.signerNS, c.dir, nil, c.signerd, "start", "--config", cfgPath)
+// startSigner starts signerd in the signer host's namespace, with the
+// validator's key imported into a SoftHSM token and its state imported from
+// the node's priv_validator_state.json. signerd dials the validator's
+// priv_validator_laddr over the private link, through the validator's
+// firewall (which admits the privval port from the signer's IP only).
 func (c *chainNet) startSigner() {
 	c.t.Helper()
-	self, err := os.Executable()
-	if err != nil {
+	signerDir := filepath.Join(c.dir, "signer")
+	tok := softhsmtest.New(c.t, "sentry-e2e")
+	keyURI := tok.URI("consensus")
+	if out, err := runCmd(tok.Env(), "", c.signerd, "keys", "import", "--key", keyURI,
+		"--from", filepath.Join(signerDir, "priv_validator_key.json")); err != nil {
+		c.t.Fatalf("signerd keys import: %v\n%s", err, out)
+	}
+	// The key now lives only in the token.
+	if err := os.Remove(filepath.Join(signerDir, "priv_validator_key.json")); err != nil {
 		c.t.Fatal(err)
 	}
-	signerDir := filepath.Join(c.dir, "signer")
-	c.signer = c.lab.start("signer", c.signerNS, c.dir, []string{
-		helperEnv + "=signer",
-		signerKeyEnv + "=" + filepath.Join(signerDir, "priv_validator_key.json"),
-		signerStEnv + "=" + filepath.Join(signerDir, "priv_validator_state.json"),
-		signerAddrEnv + "=" + valIP + ":" + privvPort,
-		signerChainID + "=" + c.chainID,
-	}, self, "-test.run=^$")
+	cfgPath := filepath.Join(signerDir, "signerd.toml")
+	cfg := fmt.Sprintf(`identity_key = "identity.json"
+log_level = "debug"
+
+[[chain]]
+id = %q
+key = %q
+state_file = "state/%s.json"
+
+[[validator]]
+chain_id = %q
+addr = "tcp://%s:%s"
+`, c.chainID, keyURI, c.chainID, c.chainID, valIP, privvPort)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	if out, err := runCmd(tok.Env(), "", c.signerd, "state", "import", "--config", cfgPath, "--chain", c.chainID,
+		"--from", filepath.Join(signerDir, "priv_validator_state.json")); err != nil {
+		c.t.Fatalf("signerd state import: %v\n%s", err, out)
+	}
+	c.signer = c.lab.start("signer", c.signerNS, c.dir, tok.Env(), c.signerd, "start", "--config", cfgPath)
 }
 
 func (c *chainNet) startNode(n *node) {
@@ -504,7 +453,7 @@ func (c *chainNet) startNode(n *node) {
 
 // TestSentryNetwork is the end-to-end test of issue 3: a single-validator
 // chain behind two sentries, configured only by `signerd sentry apply`,
-// firewalled by `signerd sentry firewall`, signing through a remote signer
+// firewalled by `signerd sentry firewall`, signing through signerd (key in SoftHSM)
 // over the private link, checked by `signerd sentry verify`.
 func TestSentryNetwork(t *testing.T) {
 	start := time.Now()
@@ -520,11 +469,11 @@ func TestSentryNetwork(t *testing.T) {
 		c.startNode(n)
 	}
 	h := c.waitHeight(c.val, 3, 60*time.Second)
-	step(fmt.Sprintf("validator made blocks through the remote signer (height %d)", h))
+	step(fmt.Sprintf("validator made blocks through signerd + SoftHSM over the private link (height %d)", h))
 	if c.signer.exited() {
 		t.Fatalf("the signer exited:\n%s", tail(c.signer.log, logTail))
 	}
-	if !strings.Contains(tail(c.signer.log, 200), "connected to "+valIP+":"+privvPort) {
+	if !connectedLine(tail(c.signer.log, 200), "remote="+valIP+":"+privvPort) {
 		t.Fatalf("the signer log shows no connection to the validator:\n%s", tail(c.signer.log, logTail))
 	}
 
@@ -680,4 +629,15 @@ func addrBookSummary(t *testing.T, path string) string {
 		s = append(s, fmt.Sprintf("%s@%s:%d", a.Addr.ID[:8], a.Addr.IP, a.Addr.Port))
 	}
 	return strings.Join(s, ", ")
+}
+
+// connectedLine reports whether a signerd log line says it connected to the
+// validator at remote ("remote=IP:port").
+func connectedLine(log, remote string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `msg="connected to validator"`) && strings.Contains(line, remote) {
+			return true
+		}
+	}
+	return false
 }
