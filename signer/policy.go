@@ -119,7 +119,7 @@ func decideRefusal(err error, what string) *Refusal {
 		return refusef(RefusalConflict, "%s: conflicting data: %s; double-sign attempt refused", what, detail)
 	case errors.Is(err, statefile.ErrNoSignBytes):
 		return refusef(RefusalNoSignBytes, "%s: %v", what, err)
-	case errors.Is(err, statefile.ErrInvalidRequest):
+	case errors.Is(err, statefile.ErrInvalidRequest), errors.Is(err, statefile.ErrInvalidSignBytes), errors.Is(err, statefile.ErrTooLarge):
 		return refusef(RefusalInvalidRequest, "%s: %v", what, err)
 	}
 	return refusef(RefusalInternal, "%s: state decision failed: %v", what, err)

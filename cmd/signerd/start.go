@@ -62,6 +62,13 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return stateHint(cfg.Path, ch.ID, fmt.Errorf("chain %q: %w", ch.ID, err))
 		}
 		closers = append(closers, st.Close)
+		if info := st.Info(); !info.Healthy() || len(info.StaleTemps) > 0 {
+			// A crash during a write leaves one torn slot; the other slot holds
+			// the last acknowledged record, which is what was loaded.
+			clog.Warn("state file was interrupted by a crash; loaded the last complete record",
+				"state_file", ch.StateFile, "slot0", slotNote(info.Slots[0]), "slot1", slotNote(info.Slots[1]),
+				"removed_temp_files", len(info.StaleTemps))
+		}
 		key, err := keys.Open(ch.Key, cfg.Dir, clog)
 		if err != nil {
 			return fmt.Errorf("chain %q: key: %w", ch.ID, err)
@@ -116,4 +123,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, usageErrorf("log format %q: use text or json", format)
+}
+
+func slotNote(s statefile.SlotStatus) string {
+	if s.Valid {
+		return fmt.Sprintf("ok seq %d at %s", s.Seq, s.HRS)
+	}
+	return "torn: " + s.Problem
 }

@@ -239,6 +239,12 @@ func stateHint(cfgPath, chainID string, err error) error {
 			"then restore the latest known state with "+imp+" --force")
 	case errors.Is(err, statefile.ErrChainMismatch):
 		return withHint(err, "each chain needs its own state_file: check state_file in "+cfgPath)
+	case errors.Is(err, statefile.ErrVersion):
+		return withHint(err,
+			"if state_file points at CometBFT's priv_validator_state.json, import it instead: "+imp,
+			"signerd keeps its own format next to it and never writes the node's file")
+	case errors.Is(err, statefile.ErrLocked):
+		return withHint(err, "another signerd (the pid above) uses this state file: stop it first; two signers on one state could each sign once")
 	}
 	return err
 }
