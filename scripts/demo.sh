@@ -50,7 +50,7 @@ case $DEMO_TIMEOUT in '' | *[!0-9]*) die "DEMO_TIMEOUT=$DEMO_TIMEOUT: use a whol
 # --- prerequisites ----------------------------------------------------------
 
 if ! command -v softhsm2-util >/dev/null || [ ! -e "$SOFTHSM2_LIB" ]; then
-	say "SoftHSM is not installed: installing the Debian package softhsm2"
+	say "SoftHSM not found (softhsm2-util, $SOFTHSM2_LIB): installing the Debian package softhsm2"
 	if [ "$(id -u)" -eq 0 ]; then
 		SUDO=()
 	elif command -v sudo >/dev/null; then
@@ -221,9 +221,15 @@ stop_pid() {
 	wait "$pid" 2>/dev/null || true
 }
 
-# field NAME LINE: a counter from signerd's summary line (Go struct or slog
-# group form: "VotesSigned:12" or "stats.VotesSigned=12").
-field() { grep -o "$1[:=][0-9]*" <<<"$2" | head -n 1 | grep -o '[0-9]*$' || printf '?'; }
+# field NAME LINE: one value of signerd's summary log line, e.g.
+# "stats.votes_signed=30" or 'stats.refusals_by_code="a=1 b=2"'.
+field() {
+	local v
+	v=$(grep -oE "stats\.$1=(\"[^\"]*\"|[^ ]*)" <<<"$2" | head -n 1) || true
+	v=${v#*=}
+	v=${v#\"}
+	printf '%s' "${v%\"}"
+}
 
 summary() {
 	local end_t
@@ -245,12 +251,12 @@ summary() {
 	local line
 	line=$(grep 'msg=summary' "$SIGNER_LOG" 2>/dev/null | tail -n 1 || true)
 	if [ -n "$line" ]; then
-		local refusals
-		refusals=$(grep -o 'Refusals:map\[[^]]*\]' <<<"$line" | sed 's/^Refusals:map\[//; s/\]$//')
-		printf '  signatures    %s votes, %s proposals, %s vote extensions (pubkey requests %s)\n' \
-			"$(field VotesSigned "$line")" "$(field ProposalsSigned "$line")" "$(field ExtensionsSigned "$line")" \
-			"$(field PubKeyRequests "$line")"
-		printf '  refusals      %s\n' "${refusals:-none}"
+		printf '  signatures    %s votes, %s proposals, %s vote extensions; %s public key requests\n' \
+			"$(field votes_signed "$line")" "$(field proposals_signed "$line")" "$(field extensions_signed "$line")" \
+			"$(field pubkey_requests "$line")"
+		local by
+		by=$(field refusals_by_code "$line")
+		printf '  refusals      %s%s\n' "$(field refusals "$line")" "${by:+ ($by)}"
 	else
 		printf '  signatures    signerd logged no summary line (see %s)\n' "$SIGNER_LOG"
 	fi
@@ -258,13 +264,15 @@ summary() {
 		printf '  signer state  %s\n' "$("$SIGNERD" state show --config "$CONFIG" --chain "$CHAIN_ID" 2>&1 |
 			sed -n 's/^ *last signed: *//p' | head -n 1)"
 	fi
-	printf '  logs          %s\n' "$SIGNER_LOG" "$NODE_LOG"
+	printf '  logs          %s\n                %s\n' "$SIGNER_LOG" "$NODE_LOG"
 	printf '  config        %s\n' "$CONFIG"
 }
 
 cleanup() {
 	local rc=$?
-	trap - EXIT INT TERM
+	# Finish stopping both processes even if Ctrl-C is pressed again.
+	trap - EXIT
+	trap '' INT TERM
 	if [ -n "$NODE_PID$SIGNER_PID" ]; then
 		# Final height before the node goes.
 		local h
@@ -273,14 +281,18 @@ cleanup() {
 		fi
 		stop_pid "$NODE_PID" cometbft
 		stop_pid "$SIGNER_PID" signerd
-		if [ -n "$STOP_REASON" ]; then say "$STOP_REASON"; fi
+		if [ -n "$STOP_REASON" ] && [ "$FAILED" = 0 ]; then say "$STOP_REASON"; fi
 		summary
+		if [ -n "$STOP_REASON" ] && [ "$FAILED" = 1 ]; then printf '\ndemo: %s\n' "$STOP_REASON" >&2; fi
 	fi
 	if [ "$FAILED" = 1 ] && [ "$rc" = 0 ]; then rc=1; fi
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'INTERRUPTED=1' INT TERM
+# From here on failures are handled one by one: a command cut short by Ctrl-C
+# must not end the script before it has stopped the node and signerd.
+set +e
 
 SECONDS=0
 START_T=$(now)
@@ -296,13 +308,14 @@ else
 	say "signing blocks; press Ctrl-C to stop"
 fi
 
-# alive PID NAME LOG: fail with the last lines of LOG if the process is gone.
+# alive PID NAME LOG: false, with STOP_REASON saying why, once the process
+# has exited.
 alive() {
 	kill -0 "$1" 2>/dev/null && return 0
 	local st=0
 	wait "$1" 2>/dev/null || st=$?
-	printf 'demo: error: %s exited (status %s); the end of %s:\n' "$2" "$st" "$3" >&2
-	tail -n 6 "$3" | cut -c1-200 | sed 's/^/  | /' >&2
+	STOP_REASON="error: $2 exited (status $st); the end of $3:
+$(tail -n 6 "$3" | cut -c1-200 | sed 's/^/  | /')"
 	return 1
 }
 
@@ -335,12 +348,13 @@ while [ "$INTERRUPTED" = 0 ]; do
 		break
 	fi
 	if ((SECONDS >= next_print)) && [ -n "$FIRST_T" ]; then
-		t=$LAST_T
-		printf 'demo: height %6s   +%-4s in %4s s   %5s blocks/s\n' "$LAST_H" "$((LAST_H - prev_h))" \
-			"$(elapsed "$prev_t" "$t")" "$(rate "$((LAST_H - prev_h))" "$(elapsed "$prev_t" "$t")")"
+		t=$(now)
+		d=$(elapsed "$prev_t" "$t")
+		printf 'demo: height %6s   +%-4s in %4s s   %5s blocks/s\n' "$LAST_H" "$((LAST_H - prev_h))" "$d" \
+			"$(rate "$((LAST_H - prev_h))" "$d")"
 		prev_h=$LAST_H prev_t=$t next_print=$((SECONDS + PROGRESS_EVERY))
 	fi
-	sleep 0.2
+	sleep 0.2 || true
 done
 if [ "$INTERRUPTED" = 1 ]; then STOP_REASON="interrupted; stopping the node, then signerd"; fi
 exit 0
