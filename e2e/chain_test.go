@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signerd/signerd/signer"
 )
 
 // chainOpts shapes one test chain.
@@ -333,9 +336,9 @@ func (c *testChain) checkNoPIN(t *testing.T, what, text string) {
 	}
 }
 
-// checkSignerLog checks signerd's log: no PIN anywhere, and no refusal when
-// refusalsOK is false.
-func (c *testChain) checkSignerLog(t *testing.T, refusalsOK bool) {
+// checkSignerLog checks signerd's log: no PIN anywhere, no data race, and
+// every refusal one of the allowed codes.
+func (c *testChain) checkSignerLog(t *testing.T, allowed []signer.RefusalCode) {
 	t.Helper()
 	b, err := os.ReadFile(c.signerLog)
 	if err != nil {
@@ -345,33 +348,46 @@ func (c *testChain) checkSignerLog(t *testing.T, refusalsOK bool) {
 	if hits := grepLines(t, c.signerLog, "WARNING: DATA RACE"); len(hits) > 0 {
 		t.Errorf("the race detector found %d data races in signerd; see %s", len(hits), c.signerLog)
 	}
-	if refusalsOK {
-		return
-	}
-	if hits := grepLines(t, c.signerLog, `msg="refused`, "conflicting", "regression"); len(hits) > 0 {
-		t.Errorf("signerd refused to sign on a single-node chain (%d lines), first: %s", len(hits), hits[0])
+	codeRE := regexp.MustCompile(`\bcode=([0-9]+)`)
+	for _, l := range grepLines(t, c.signerLog, `msg="refused`) {
+		m := codeRE.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("signerd refusal without a code: %s", l)
+			continue
+		}
+		if code, _ := strconv.Atoi(m[1]); !slices.Contains(allowed, signer.RefusalCode(code)) {
+			t.Errorf("signerd refused with %s, not expected here (allowed: %v): %s", signer.RefusalCode(code), allowed, l)
+		}
 	}
 }
 
-// checkNodeLogs checks that no node saw a double sign by this validator or a
-// conflicting-data refusal.
-func (c *testChain) checkNodeLogs(t *testing.T, refusalsOK bool) {
+// checkNodeLogs checks that no node saw a double sign by this validator, and
+// that every refusal a node got from signerd has an allowed code.
+func (c *testChain) checkNodeLogs(t *testing.T, allowed []signer.RefusalCode) {
 	t.Helper()
+	codeRE := regexp.MustCompile(`signerEndpoint returned error #([0-9]+)`)
 	for _, n := range c.nodes {
-		needles := []string{"byzantine", "conflicting vote from ourselves", "DuplicateVoteEvidence"}
-		if !refusalsOK {
-			needles = append(needles, "conflicting data", "signerEndpoint returned error")
+		if hits := grepLines(t, n.logPath, "byzantine", "conflicting vote from ourselves", "DuplicateVoteEvidence"); len(hits) > 0 {
+			t.Errorf("%s log: %d lines about double signing, first: %s", n.name, len(hits), hits[0])
 		}
-		if hits := grepLines(t, n.logPath, needles...); len(hits) > 0 {
-			t.Errorf("%s log: %d lines about double signing or refusals, first: %s", n.name, len(hits), hits[0])
+		for _, l := range grepLines(t, n.logPath, "signerEndpoint returned error") {
+			m := codeRE.FindStringSubmatch(l)
+			if m == nil {
+				t.Errorf("%s log: signer error without a code: %s", n.name, l)
+				continue
+			}
+			if code, _ := strconv.Atoi(m[1]); !slices.Contains(allowed, signer.RefusalCode(code)) {
+				t.Errorf("%s got refusal %s, not expected here (allowed: %v): %s", n.name, signer.RefusalCode(code), allowed, l)
+			}
 		}
 	}
 }
 
 // finish stops the nodes and the signer and checks what every test checks:
-// the signer's state is not behind the chain, logs are clean. It returns the
-// last signer run's summary.
-func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) summary {
+// the signer's state is not behind the chain, no PIN or double sign in the
+// logs, and no refusal but the allowed ones. It returns the last signer run's
+// summary.
+func (c *testChain) finish(t *testing.T, lastHeight int64, allowed ...signer.RefusalCode) summary {
 	t.Helper()
 	c.stopNodes(t)
 	s := c.stopSigner(t)
@@ -379,14 +395,14 @@ func (c *testChain) finish(t *testing.T, lastHeight int64, refusalsOK bool) summ
 	if s.votes == 0 || s.proposals == 0 {
 		t.Errorf("signerd's last run signed %d votes and %d proposals: want some of both", s.votes, s.proposals)
 	}
-	if !refusalsOK && s.refusals != 0 {
-		t.Errorf("signerd refused %d requests on a single-node chain: %s", s.refusals, s.refusalsByCode)
+	if len(allowed) == 0 && s.refusals != 0 {
+		t.Errorf("signerd refused %d requests: %s", s.refusals, s.refusalsByCode)
 	}
 	if got := c.signerState(t); got < lastHeight-1 {
 		t.Errorf("signerd state height %d, chain reached %d: the state is behind the chain", got, lastHeight)
 	}
-	c.checkSignerLog(t, refusalsOK)
-	c.checkNodeLogs(t, refusalsOK)
+	c.checkSignerLog(t, allowed)
+	c.checkNodeLogs(t, allowed)
 	return s
 }
 
