@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -229,16 +230,11 @@ func height(rpc string) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	var buf [64 << 10]byte
-	n, _ := resp.Body.Read(buf[:])
-	for n < len(buf) {
-		m, err := resp.Body.Read(buf[n:])
-		n += m
-		if err != nil {
-			break
-		}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, err
 	}
-	mm := heightRE.FindSubmatch(buf[:n])
+	mm := heightRE.FindSubmatch(body)
 	if mm == nil {
 		return 0, fmt.Errorf("rpc %s/status: no latest_block_height", rpc)
 	}
