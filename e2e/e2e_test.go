@@ -84,11 +84,11 @@ func TestUnixSocketWithVoteExtensions(t *testing.T) {
 // chain through its peer. Blocks keep coming, and the lagging node catches up
 // after a restart.
 func TestTwoNodesOneSigner(t *testing.T) {
-	// With a short timeout_commit the leading node runs away from the other,
-	// which follows through gossip only (a node whose key is the only
-	// validator never block-syncs); 300 ms lets the follower keep pace. A
-	// follower refused its proposal waits timeout_propose for the leader's:
-	// shorten it from 3 s.
+	// The follower gets blocks through consensus gossip only (a node whose
+	// key is the only validator never block-syncs): with a 50 ms
+	// timeout_commit the leader runs away from it, 300 ms keeps the gap to
+	// tens of blocks. A follower refused its proposal waits timeout_propose
+	// for the leader's: shorten it from 3 s.
 	tSetup := time.Now()
 	c := setupChain(t, chainOpts{nodes: 2, timeoutCommit: "300ms",
 		nodeConfig: map[string]string{"consensus.timeout_propose": quote("500ms")}})
@@ -130,8 +130,13 @@ func TestTwoNodesOneSigner(t *testing.T) {
 	// Whichever node asks first for a height/round/step wins; the other is
 	// refused: regressions, and conflicting data when the two nodes ask to
 	// sign different things at one step (e.g. a nil and a block prevote).
-	c.finish(t, last, signer.RefusalConflict, signer.RefusalHeightRegression,
+	s := c.finish(t, last, signer.RefusalConflict, signer.RefusalHeightRegression,
 		signer.RefusalRoundRegression, signer.RefusalStepRegression)
+	// The follower asks for heights the leader's requests already moved the
+	// one shared state past: refusals show both go through the same state.
+	if s.refusals == 0 {
+		t.Errorf("no refusal with two nodes signing through one state: is the state shared?")
+	}
 }
 
 func mustHeight(t *testing.T, n *node) int64 {
