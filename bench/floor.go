@@ -253,3 +253,39 @@ func MeasureParallelFloor(b *BareHSM, msg []byte, dir string, n int) (Dist, erro
 	}
 	return Summarize(samples), nil
 }
+
+// MeasureHSMThroughput runs one goroutine per BareHSM (each its own token and
+// session, as signerd's chains have), signing msg back to back for dur, and
+// returns the aggregate signatures per second: the ceiling the HSM itself
+// puts on multi-chain throughput on this machine.
+func MeasureHSMThroughput(hsms []*BareHSM, msg []byte, dur time.Duration) (float64, error) {
+	counts := make([]int, len(hsms))
+	errs := make([]error, len(hsms))
+	done := make(chan struct{})
+	start := time.Now()
+	until := start.Add(dur)
+	for i, b := range hsms {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for time.Now().Before(until) {
+				if _, err := b.Sign(msg); err != nil {
+					errs[i] = err
+					return
+				}
+				counts[i]++
+			}
+		}()
+	}
+	for range hsms {
+		<-done
+	}
+	elapsed := time.Since(start)
+	total := 0
+	for i := range hsms {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		total += counts[i]
+	}
+	return float64(total) / elapsed.Seconds(), nil
+}

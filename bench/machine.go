@@ -159,8 +159,21 @@ func rotational(source string) string {
 // Markdown renders the machine as a bullet list.
 func (m Machine) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "- CPU: %d cores, %s; memory %s\n", m.Cores, m.CPUModel, m.MemTotal)
+	fmt.Fprintf(&b, "- CPU: %d cores, %s (/proc/cpuinfo model name); memory %s\n", m.Cores, m.CPUModel, m.memGiB())
 	fmt.Fprintf(&b, "- Kernel %s, %s\n", m.Kernel, m.GoVersion)
-	fmt.Fprintf(&b, "- State folder: `%s` on %s (%s, %s disk, %s)\n", m.StateDir, m.Device, m.FSType, m.Disk, m.MountOpts)
+	fmt.Fprintf(&b, "- State folder (every state file, token and log of the run): `%s`, on the real disk %s (%s, mounted %s; /sys/block reports it %s), not tmpfs\n",
+		m.StateDir, m.Device, m.FSType, m.MountOpts, m.Disk)
 	return b.String()
+}
+
+// memGiB renders MemTotal ("24684096 kB") in GiB.
+func (m Machine) memGiB() string {
+	f := strings.Fields(m.MemTotal)
+	if len(f) == 2 && f[1] == "kB" {
+		var kb float64
+		if _, err := fmt.Sscan(f[0], &kb); err == nil {
+			return fmt.Sprintf("%.1f GiB", kb/(1<<20))
+		}
+	}
+	return m.MemTotal
 }

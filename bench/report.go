@@ -40,6 +40,9 @@ type Report struct {
 	MultiTarget string
 	MultiChains []int
 	Multi       [][]*MultiResult
+	// HSMCeiling[i] are bare SoftHSM signatures/s with MultiChains[i]
+	// threads in one process, per run.
+	HSMCeiling  [][]float64
 	Chain       map[ChainSetup][]*ChainResult
 	ChainWindow time.Duration
 	RSS         *MemoryResult
@@ -424,7 +427,7 @@ func (r *Report) chainMarkdown(b *strings.Builder) {
 
 func (r *Report) multiMarkdown(b *strings.Builder) {
 	fmt.Fprintf(b, "\n## Multi-chain: %s, chains signing concurrently\n\nOne signerd process; each chain has its own key (own SoftHSM token or key file), state file and validator connection; every validator drives heights as fast as it is answered. Signatures count every Ed25519 signature (proposal, prevote, precommit and its extension).\n\n", r.MultiTarget)
-	b.WriteString("| chains | signatures/s per run | median signatures/s | × 1 chain | worst per-chain p99 ms (median) |\n|---:|---|---:|---:|---:|\n")
+	b.WriteString("| chains | signatures/s per run | median signatures/s | × 1 chain | worst per-chain p99 ms (median) | bare SoftHSM ceiling, same threads in one process: signatures/s (× 1 thread) |\n|---:|---|---:|---:|---:|---|\n")
 	i1 := indexOf(r.MultiChains, 1)
 	for i, n := range r.MultiChains {
 		runs := r.Multi[i]
@@ -440,6 +443,16 @@ func (r *Report) multiMarkdown(b *strings.Builder) {
 				ratios = append(ratios, m.SigsPerSec()/r.Multi[i1][j].SigsPerSec())
 			}
 		}
-		fmt.Fprintf(b, "| %d | %s | %.0f | %.2f | %s |\n", n, fmtRuns(sps, "%.0f"), Median(sps), Median(ratios), Ms(MedianDuration(p99)))
+		ceil := ""
+		if i < len(r.HSMCeiling) && len(r.HSMCeiling[i]) > 0 {
+			var cr []float64
+			for j, x := range r.HSMCeiling[i] {
+				if i1 >= 0 && j < len(r.HSMCeiling[i1]) {
+					cr = append(cr, x/r.HSMCeiling[i1][j])
+				}
+			}
+			ceil = fmt.Sprintf("%.0f (%.2f×)", Median(r.HSMCeiling[i]), Median(cr))
+		}
+		fmt.Fprintf(b, "| %d | %s | %.0f | %.2f | %s | %s |\n", n, fmtRuns(sps, "%.0f"), Median(sps), Median(ratios), Ms(MedianDuration(p99)), ceil)
 	}
 }

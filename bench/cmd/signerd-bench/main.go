@@ -126,6 +126,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Tokens this process signs with itself (the HSM throughput ceiling)
+	// must exist before it first initialises SoftHSM.
+	var tpTokens []bench.Token
+	if sections["multi"] {
+		for i := 1; i <= 4; i++ {
+			tok, err := hsm.InitToken(fmt.Sprintf("ceiling%d", i))
+			if err != nil {
+				return err
+			}
+			tpTokens = append(tpTokens, tok)
+		}
+	}
 	fileT := &bench.SignerdProcess{Bin: o.signerd, Kind: bench.KeyFile}
 	hsmT := &bench.SignerdProcess{Bin: o.signerd, Kind: bench.KeySoftHSM, HSM: hsm}
 	pvT := &bench.FilePVProcess{Self: self}
@@ -139,7 +151,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep.MultiTarget = hsmT.Name()
 		rep.MultiChains = []int{1, 2, 4}
 		rep.Multi = make([][]*bench.MultiResult, len(rep.MultiChains))
+		rep.HSMCeiling = make([][]float64, len(rep.MultiChains))
+		var bares []*bench.BareHSM
+		for _, tok := range tpTokens {
+			b, err := bench.OpenBareHSM(hsm.Lib, tok.Label, tok.PIN, true)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			bares = append(bares, b)
+		}
 		for r := 0; r < o.runs; r++ {
+			for i, n := range rep.MultiChains {
+				x, err := bench.MeasureHSMThroughput(bares[:n], signBytesSample(), 2*time.Second)
+				if err != nil {
+					return err
+				}
+				logf("multi run %d: bare SoftHSM, %d thread(s) in one process: %.0f signatures/s", r+1, n, x)
+				rep.HSMCeiling[i] = append(rep.HSMCeiling[i], x)
+			}
 			for i, n := range rep.MultiChains {
 				res, err := bench.MeasureMultiChain(ctx, hsmT, filepath.Join(o.dir, fmt.Sprintf("multi-%d-%d", r, n)), n, 20, o.multiDur, 0)
 				if err != nil {
@@ -223,9 +253,7 @@ func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *benc
 		return err
 	}
 	defer bare.Close()
-	// A prevote's sign bytes: the message the HSM signs on the hot path.
-	msg := types.VoteSignBytes("bench-chain", &cmtproto.Vote{Type: cmtproto.PrevoteType, Height: 123456, BlockID: cmtproto.BlockID{
-		Hash: make([]byte, 32), PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: make([]byte, 32)}}, Timestamp: time.Now()})
+	msg := signBytesSample()
 	cfg := bench.LatencyConfig{Warmup: o.warmup, Heights: o.heights, PingEvery: 1}
 	for r := 0; r < o.runs; r++ {
 		run := bench.LatencyRun{Results: map[string]*bench.LatencyResult{}}
@@ -260,6 +288,13 @@ func latencySection(ctx context.Context, o options, rep *bench.Report, hsm *benc
 	return nil
 }
 
+// signBytesSample is a prevote's sign bytes: the message the HSM signs on
+// the hot path.
+func signBytesSample() []byte {
+	return types.VoteSignBytes("bench-chain", &cmtproto.Vote{Type: cmtproto.PrevoteType, Height: 123456, BlockID: cmtproto.BlockID{
+		Hash: make([]byte, 32), PartSetHeader: cmtproto.PartSetHeader{Total: 1, Hash: make([]byte, 32)}}, Timestamp: time.Now()})
+}
+
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
@@ -269,9 +304,23 @@ func sanitize(s string) string {
 	}, strings.ToLower(s))
 }
 
+// commandSuffix renders the flags a user gave (without the plumbing flags
+// the Makefile adds) as the BENCH_FLAGS of a reproducing `make bench`.
 func commandSuffix(args []string) string {
-	if len(args) == 0 {
+	plumbing := map[string]bool{"-signerd": true, "-cometbft": true, "-out": true, "-dir": true, "--signerd": true, "--cometbft": true, "--out": true, "--dir": true}
+	var keep []string
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(args[i], "=")
+		if plumbing[name] {
+			if !hasValue {
+				i++ // skip the value
+			}
+			continue
+		}
+		keep = append(keep, args[i])
+	}
+	if len(keep) == 0 {
 		return ""
 	}
-	return " BENCH_FLAGS='" + strings.Join(args, " ") + "'"
+	return " BENCH_FLAGS='" + strings.Join(keep, " ") + "'"
 }
