@@ -61,7 +61,7 @@ func TestHarnessSmoke(t *testing.T) {
 		run.Results[tg.Name()] = res
 	}
 	rep := &Report{Date: time.Now(), Command: "go test", Heights: 10, Latency: []LatencyRun{run},
-		MultiTarget: NameSoftHSM, MultiChains: []int{1, 4}, Multi: make([][]*MultiResult, 2)}
+		MultiChains: []int{1, 4}, Multi: []MultiSet{{Target: NameSoftHSM, Runs: make([][]*MultiResult, 2)}}}
 	if rep.Machine, err = DescribeMachine(dir, true); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestHarnessSmoke(t *testing.T) {
 		if m.Chains != n || len(m.PerChainP99) != n || m.Signatures == 0 {
 			t.Fatalf("multi %d: %+v", n, m)
 		}
-		rep.Multi[i] = append(rep.Multi[i], m)
+		rep.Multi[0].Runs[i] = append(rep.Multi[0].Runs[i], m)
 	}
 	if rep.Heap, err = MeasureMemory(ctx, &SignerdInProcess{Kind: KeyFile}, filepath.Join(dir, "heap"), 200, 40, HeapAfterGC); err != nil {
 		t.Fatal(err)

@@ -148,9 +148,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if sections["multi"] {
-		rep.MultiTarget = hsmT.Name()
 		rep.MultiChains = []int{1, 2, 4}
-		rep.Multi = make([][]*bench.MultiResult, len(rep.MultiChains))
+		multiTargets := []bench.Target{hsmT, fileT}
+		for _, t := range multiTargets {
+			rep.Multi = append(rep.Multi, bench.MultiSet{Target: t.Name(), Runs: make([][]*bench.MultiResult, len(rep.MultiChains))})
+		}
 		rep.HSMCeiling = make([][]float64, len(rep.MultiChains))
 		var bares []*bench.BareHSM
 		for _, tok := range tpTokens {
@@ -170,13 +172,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				logf("multi run %d: bare SoftHSM, %d thread(s) in one process: %.0f signatures/s", r+1, n, x)
 				rep.HSMCeiling[i] = append(rep.HSMCeiling[i], x)
 			}
-			for i, n := range rep.MultiChains {
-				res, err := bench.MeasureMultiChain(ctx, hsmT, filepath.Join(o.dir, fmt.Sprintf("multi-%d-%d", r, n)), n, 20, o.multiDur, 0)
-				if err != nil {
-					return err
+			for k, t := range multiTargets {
+				for i, n := range rep.MultiChains {
+					res, err := bench.MeasureMultiChain(ctx, t, filepath.Join(o.dir, fmt.Sprintf("multi-%d-%s-%d", r, sanitize(t.Name()), n)), n, 20, o.multiDur, 0)
+					if err != nil {
+						return err
+					}
+					logf("multi run %d: %s, %d chain(s): %.0f signatures/s, worst p99 %s ms", r+1, t.Name(), n, res.SigsPerSec(), bench.Ms(res.MaxP99()))
+					rep.Multi[k].Runs[i] = append(rep.Multi[k].Runs[i], res)
 				}
-				logf("multi run %d: %d chain(s): %.0f signatures/s, worst p99 %s ms", r+1, n, res.SigsPerSec(), bench.Ms(res.MaxP99()))
-				rep.Multi[i] = append(rep.Multi[i], res)
 			}
 		}
 	}
