@@ -101,6 +101,7 @@ func TestHarnessSmoke(t *testing.T) {
 var (
 	signerdOnce sync.Once
 	signerdBin  string
+	signerdDir  string // removed by TestMain
 	signerdErr  error
 )
 
@@ -111,17 +112,14 @@ func signerdBinary(t testing.TB) string {
 		return b
 	}
 	signerdOnce.Do(func() {
-		root, err := ModuleRoot(".")
-		if err != nil {
-			signerdErr = err
+		var root string
+		if root, signerdErr = ModuleRoot("."); signerdErr != nil {
 			return
 		}
-		dir, err := os.MkdirTemp("", "bench-signerd-")
-		if err != nil {
-			signerdErr = err
+		if signerdDir, signerdErr = os.MkdirTemp("", "bench-signerd-"); signerdErr != nil {
 			return
 		}
-		signerdBin, signerdErr = BuildSignerd(root, dir)
+		signerdBin, signerdErr = BuildSignerd(root, signerdDir)
 	})
 	if signerdErr != nil {
 		t.Fatal(signerdErr)

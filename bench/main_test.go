@@ -14,5 +14,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == FilePVServeCommand {
 		os.Exit(FilePVServeMain(os.Args[2:], os.Stderr))
 	}
-	os.Exit(softhsmtest.Run(m))
+	code := softhsmtest.Run(m)
+	if signerdDir != "" {
+		_ = os.RemoveAll(signerdDir)
+	}
+	os.Exit(code)
 }
