@@ -8,9 +8,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -35,6 +38,15 @@ type fakeP11 struct {
 
 	failSign    []error // returned by the next C_SignInit calls, in order
 	corruptSigs bool    // flip a bit in every signature
+	maxSessions int     // > 0: C_OpenSession fails with CKR_SESSION_COUNT beyond it
+
+	// rendezvous, if set, makes every C_Sign wait (bounded) until as many
+	// C_Sign calls as its capacity are in progress at once.
+	rendezvous chan struct{}
+	// hold, if set, makes every C_Sign wait (bounded) until it is closed.
+	hold chan struct{}
+	// signing counts C_Sign calls in progress.
+	signing atomic.Int32
 }
 
 type fakeSession struct {
@@ -109,6 +121,9 @@ func (f *fakeP11) OpenSession(slot uint, _ uint) (pkcs11.SessionHandle, error) {
 	defer f.mu.Unlock()
 	if !f.present {
 		return 0, pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT)
+	}
+	if f.maxSessions > 0 && len(f.sessions) >= f.maxSessions {
+		return 0, pkcs11.Error(pkcs11.CKR_SESSION_COUNT)
 	}
 	sh := f.next
 	f.next++
@@ -271,6 +286,26 @@ func (f *fakeP11) SignInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkc
 }
 
 func (f *fakeP11) Sign(sh pkcs11.SessionHandle, msg []byte) ([]byte, error) {
+	f.signing.Add(1)
+	defer f.signing.Add(-1)
+	if h := f.hold; h != nil {
+		select {
+		case <-h:
+		case <-time.After(5 * time.Second):
+			return nil, pkcs11.Error(pkcs11.CKR_FUNCTION_CANCELED)
+		}
+	}
+	if r := f.rendezvous; r != nil {
+		r <- struct{}{}
+		deadline := time.After(5 * time.Second)
+		for len(r) < cap(r) {
+			select {
+			case <-deadline:
+				return nil, pkcs11.Error(pkcs11.CKR_FUNCTION_CANCELED) // never met a concurrent C_Sign
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, err := f.session(sh)
@@ -449,5 +484,97 @@ func TestFakeKeyReplaced(t *testing.T) {
 	f.insert()
 	if sig, err := fakeSign(k, "m"); sig != nil || err == nil || !strings.Contains(err.Error(), "different public key") {
 		t.Fatalf("Sign after key replacement = %x, %v", sig, err)
+	}
+}
+
+// Two signatures on one key run at the same time on two sessions: each
+// C_Sign waits for the other, which only a Key with two lanes can satisfy.
+func TestFakeTwoLanesSignConcurrently(t *testing.T) {
+	f := newFake(t)
+	k, _, err := openFake(t, f, "1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if len(k.lanes) != 2 {
+		t.Fatalf("key has %d sessions, want 2", len(k.lanes))
+	}
+	f.rendezvous = make(chan struct{}, 2)
+	errs := make(chan error, 2)
+	for _, m := range []string{"vote", "extension"} {
+		go func() { _, err := fakeSign(k, m); errs <- err }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent sign: %v (the two signatures did not run at the same time)", err)
+		}
+	}
+}
+
+// A token that gives a key one session still signs, serially, and says so.
+func TestFakeOneSessionToken(t *testing.T) {
+	f := newFake(t)
+	f.maxSessions = 1
+	k, logs, err := openFake(t, f, "1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if len(k.lanes) != 1 {
+		t.Fatalf("key has %d sessions, want 1", len(k.lanes))
+	}
+	if !strings.Contains(logs.String(), "only one session") {
+		t.Errorf("no warning about the single session:\n%s", logs.String())
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := fakeSign(k, fmt.Sprint("m", i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Close waits for a signature in progress, and Sign after Close fails.
+func TestFakeCloseWaitsForSign(t *testing.T) {
+	f := newFake(t)
+	k, _, err := openFake(t, f, "1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hold = make(chan struct{})
+	signed := make(chan error, 1)
+	go func() { _, err := fakeSign(k, "slow"); signed <- err }()
+	for deadline := time.Now().Add(5 * time.Second); f.signing.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the signature never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- k.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a signature was in progress")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.hold)
+	if err := <-signed; err != nil {
+		t.Fatalf("the signature in progress failed: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := fakeSign(k, "after"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sign after Close: %v, want ErrClosed", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.sessions) != 0 {
+		t.Errorf("%d sessions left open after Close", len(f.sessions))
 	}
 }

@@ -12,7 +12,26 @@ import (
 	"sync"
 
 	"github.com/miekg/pkcs11"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
+
+// lanesPerKey is how many sessions a Key keeps. Two let the signer sign a
+// non-nil precommit and its vote extension at the same time (CometBFT v0.38
+// asks for both in one request); one PKCS#11 session can run only one
+// operation at a time. A token that refuses the second session leaves the
+// Key with one, and signing is then serial.
+const lanesPerKey = 2
+
+// verifyOpts selects crypto/ed25519's acceptance rules for the
+// precomputed-key verification of every signature the token returns.
+var verifyOpts = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+
+// lane is one session of a Key with the key's object handle in it.
+type lane struct {
+	session pkcs11.SessionHandle
+	handle  pkcs11.ObjectHandle
+	live    bool // session and handle are usable
+}
 
 // selfTestMessage is signed once when a key is opened, generated or
 // imported, to prove the token signs with the private key that belongs to
@@ -22,24 +41,28 @@ import (
 var selfTestMessage = []byte("signerd: pkcs11 key self-test")
 
 // Key is an Ed25519 private key in a PKCS#11 token, used as a
-// [crypto.Signer]. It owns one logged-in session that no other Key shares;
-// Sign runs C_SignInit and C_Sign back to back on it under the Key's mutex.
+// [crypto.Signer]. It owns up to [lanesPerKey] logged-in sessions that no
+// other Key shares; each Sign borrows one, runs C_SignInit and C_Sign back to
+// back on it, and gives it back. Verification runs after the session is
+// returned, against a public key expanded once at open.
 type Key struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // serialises connect/reconnect and Close; guards pin, release, closed
 	ctx     p11
 	release func() // drops the module reference; nil after Close
 	uri     *URI   // private copy: reconnecting selects the same token and key
 	pin     []byte // kept to log in again after a lost session; zeroed by Close
 	pub     ed25519.PublicKey
+	verify  *voi.ExpandedPublicKey
 	mech    []*pkcs11.Mechanism // CKM_EDDSA, no parameters (pure Ed25519)
 	logger  *slog.Logger
 
-	token   string // token label, for messages
-	label   string // key label, for messages
-	session pkcs11.SessionHandle
-	handle  pkcs11.ObjectHandle
-	live    bool // session and handle are usable
-	closed  bool
+	token string // token label, for messages; fixed after open
+	label string // key label, for messages; fixed after open
+
+	lanes  []*lane       // every lane, for Close
+	free   chan *lane    // idle lanes
+	done   chan struct{} // closed by Close
+	closed bool
 }
 
 var _ crypto.Signer = (*Key)(nil)
@@ -110,69 +133,100 @@ func openWith(ctx p11, u *URI, pin []byte, logger *slog.Logger) (*Key, error) {
 		logger: logger,
 		token:  u.Token,
 		label:  u.Object,
+		free:   make(chan *lane, lanesPerKey),
+		done:   make(chan struct{}),
 	}
-	priv, err := k.connect(false)
+	first := &lane{}
+	priv, tok, err := k.connect(first, false)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := findPublicKey(ctx, k.session, priv, k.token)
+	k.token = tok
+	if k.label == "" {
+		k.label = priv.label
+	}
+	k.lanes = append(k.lanes, first)
+	pub, err := findPublicKey(ctx, first.session, priv, k.token)
 	if err != nil {
-		k.disconnect()
+		k.disconnectAll()
 		return nil, err
 	}
 	k.pub = pub
-	if err := k.selfTest(); err != nil {
-		k.disconnect()
+	if k.verify, err = voi.NewExpandedPublicKey(voi.PublicKey(pub)); err != nil {
+		k.disconnectAll()
+		return nil, newError(ErrWrongKeyType, err, fmt.Sprintf("%s in token %q has an invalid Ed25519 public key", keyDesc(k.uri), k.token))
+	}
+	if err := k.selfTest(first); err != nil {
+		k.disconnectAll()
 		return nil, err
 	}
-	logger.Info("pkcs11 key opened", "key", k.uri.String(), "token", k.token, "object", k.label, "public_key", fmt.Sprintf("%x", []byte(pub)))
+	for len(k.lanes) < lanesPerKey {
+		l := &lane{}
+		if _, _, err := k.connect(l, false); err != nil {
+			logger.Warn("pkcs11 token gave this key only one session; a vote and its extension will be signed one after the other",
+				"token", k.token, "object", k.label, "error", err.Error())
+			break
+		}
+		k.lanes = append(k.lanes, l)
+	}
+	for _, l := range k.lanes {
+		k.free <- l
+	}
+	logger.Info("pkcs11 key opened", "key", k.uri.String(), "token", k.token, "object", k.label,
+		"public_key", fmt.Sprintf("%x", []byte(pub)), "sessions", len(k.lanes))
 	return k, nil
 }
 
-// connect finds the token, opens a session, logs in and finds the key
-// handle. gone selects "is not present" wording for a token that vanished.
-func (k *Key) connect(gone bool) (object, error) {
+// connect finds the token, opens a session on l, logs in and finds the key
+// handle. It returns the key object and the token's label. gone selects
+// "is not present" wording for a token that vanished. k.mu is held, or the
+// Key is not shared yet.
+func (k *Key) connect(l *lane, gone bool) (object, string, error) {
 	tok, err := findToken(k.ctx, k.uri, gone)
 	if err != nil {
-		return object{}, err
+		return object{}, "", err
 	}
-	k.token = tok.label
 	sh, err := k.ctx.OpenSession(tok.slot, pkcs11.CKF_SERIAL_SESSION)
 	if err != nil {
-		return object{}, p11Error(err, "opening a session on token %q failed", tok.label)
+		return object{}, "", p11Error(err, "opening a session on token %q failed", tok.label)
 	}
 	if err := login(k.ctx, sh, k.pin, tok.label); err != nil {
 		_ = k.ctx.CloseSession(sh)
-		return object{}, err
+		return object{}, "", err
 	}
 	priv, err := findPrivateKey(k.ctx, sh, k.uri, tok.label)
 	if err != nil {
 		_ = k.ctx.CloseSession(sh)
-		return object{}, err
+		return object{}, "", err
 	}
 	if v, err := getAttrs(k.ctx, sh, priv.handle, pkcs11.CKA_SIGN); err == nil && !attrBool(v[0]) {
 		_ = k.ctx.CloseSession(sh)
-		return object{}, newError(ErrWrongKeyType, nil, fmt.Sprintf("%s in token %q may not sign (CKA_SIGN is false)", keyDesc(k.uri), tok.label))
+		return object{}, "", newError(ErrWrongKeyType, nil, fmt.Sprintf("%s in token %q may not sign (CKA_SIGN is false)", keyDesc(k.uri), tok.label))
 	}
 	if v, err := getAttrs(k.ctx, sh, priv.handle, pkcs11.CKA_ALWAYS_AUTHENTICATE); err == nil && attrBool(v[0]) {
 		_ = k.ctx.CloseSession(sh)
-		return object{}, newError(ErrWrongKeyType, nil, fmt.Sprintf(
+		return object{}, "", newError(ErrWrongKeyType, nil, fmt.Sprintf(
 			"%s in token %q requires a PIN for every signature (CKA_ALWAYS_AUTHENTICATE), which signerd does not support; use a key without it", keyDesc(k.uri), tok.label))
 	}
-	k.session, k.handle, k.live = sh, priv.handle, true
-	if k.label == "" {
-		k.label = priv.label
-	}
-	return priv, nil
+	l.session, l.handle, l.live = sh, priv.handle, true
+	return priv, tok.label, nil
 }
 
-// disconnect closes the key's session (never C_Logout or C_CloseAllSessions:
-// login state is shared with the process's other sessions on the token).
-func (k *Key) disconnect() {
-	if k.live {
-		_ = k.ctx.CloseSession(k.session)
+// disconnect closes one lane's session (never C_Logout or
+// C_CloseAllSessions: login state is shared with the process's other
+// sessions on the token).
+func (k *Key) disconnect(l *lane) {
+	if l.live {
+		_ = k.ctx.CloseSession(l.session)
 	}
-	k.live = false
+	l.live = false
+}
+
+// disconnectAll closes every lane of a Key that is not shared yet.
+func (k *Key) disconnectAll() {
+	for _, l := range k.lanes {
+		k.disconnect(l)
+	}
 }
 
 // Public returns the key's ed25519.PublicKey, read when the key was opened.
@@ -200,74 +254,97 @@ func (k *Key) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, err
 	if o, ok := opts.(*ed25519.Options); ok && o.Context != "" {
 		return nil, fmt.Errorf("pkcs11 key %q: Ed25519ctx (a context string) is not supported; CKM_EDDSA signs pure Ed25519", k.label)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return nil, newError(ErrClosed, nil, fmt.Sprintf("pkcs11 key %q is closed", k.label))
-	}
-	sig, err := k.signLocked(msg)
+	l, err := k.acquire()
 	if err != nil {
 		return nil, err
 	}
-	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(k.pub, msg, sig) {
+	sig, err := k.signOn(l, msg)
+	k.free <- l
+	if err != nil {
+		return nil, err
+	}
+	if len(sig) != ed25519.SignatureSize || !voi.VerifyExpandedWithOptions(k.verify, msg, sig, verifyOpts) {
 		return nil, newError(ErrBadSignature, nil, fmt.Sprintf(
 			"token %q returned a %d-byte signature from %s that does not verify against its public key; not using it (check the token and the key pair)", k.token, len(sig), keyDesc(k.uri)))
 	}
 	return sig, nil
 }
 
-// signLocked signs on the current session, reconnecting once if the session
-// is gone. k.mu is held.
-func (k *Key) signLocked(msg []byte) ([]byte, error) {
-	if !k.live {
-		if err := k.reconnect(nil); err != nil {
+// acquire borrows an idle lane, waiting while every lane is busy. It fails
+// once Close has begun.
+func (k *Key) acquire() (*lane, error) {
+	select {
+	case <-k.done:
+	case l := <-k.free:
+		select {
+		case <-k.done:
+			k.free <- l
+		default:
+			return l, nil
+		}
+	}
+	return nil, newError(ErrClosed, nil, fmt.Sprintf("pkcs11 key %q is closed", k.label))
+}
+
+// signOn signs on lane l, reconnecting it once if its session is gone. The
+// caller owns l.
+func (k *Key) signOn(l *lane, msg []byte) ([]byte, error) {
+	if !l.live {
+		if err := k.reconnect(l, nil); err != nil {
 			return nil, err
 		}
 	}
-	sig, err := k.rawSign(msg)
+	sig, err := k.rawSign(l, msg)
 	if err == nil {
 		return sig, nil
 	}
 	if !sessionLost(err) {
 		return nil, p11Error(err, "token %q failed to sign with %s", k.token, keyDesc(k.uri))
 	}
-	if err := k.reconnect(err); err != nil {
+	if err := k.reconnect(l, err); err != nil {
 		return nil, err
 	}
-	sig, err = k.rawSign(msg)
+	sig, err = k.rawSign(l, msg)
 	if err != nil {
 		if sessionLost(err) {
-			k.disconnect()
+			k.mu.Lock()
+			k.disconnect(l)
+			k.mu.Unlock()
 		}
 		return nil, p11Error(err, "token %q failed to sign with %s after logging in again", k.token, keyDesc(k.uri))
 	}
 	return sig, nil
 }
 
-// rawSign is C_SignInit + C_Sign on the cached session and handle.
-func (k *Key) rawSign(msg []byte) ([]byte, error) {
-	if err := k.ctx.SignInit(k.session, k.mech, k.handle); err != nil {
+// rawSign is C_SignInit + C_Sign on lane l's session and handle.
+func (k *Key) rawSign(l *lane, msg []byte) ([]byte, error) {
+	if err := k.ctx.SignInit(l.session, k.mech, l.handle); err != nil {
 		return nil, err
 	}
-	return k.ctx.Sign(k.session, msg)
+	return k.ctx.Sign(l.session, msg)
 }
 
-// reconnect replaces a lost session. cause is the error that showed the loss
-// (nil when the previous reconnect failed).
-func (k *Key) reconnect(cause error) error {
+// reconnect replaces lane l's lost session. cause is the error that showed
+// the loss (nil when the previous reconnect failed). The caller owns l.
+func (k *Key) reconnect(l *lane, cause error) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return newError(ErrClosed, nil, fmt.Sprintf("pkcs11 key %q is closed", k.label))
+	}
 	if cause != nil {
 		k.logger.Warn("pkcs11 session lost; logging in again", "token", k.token, "object", k.label, "error", cause.Error())
 	}
-	k.disconnect()
-	priv, err := k.connect(true)
+	k.disconnect(l)
+	priv, _, err := k.connect(l, true)
 	if err != nil {
 		k.logger.Error("pkcs11 reconnect failed", "token", k.token, "object", k.label, "error", err.Error())
 		return err
 	}
 	// The key found again must still be the key whose public key we hold:
 	// every signature is verified anyway, this just names the problem.
-	if pub, err := findPublicKey(k.ctx, k.session, priv, k.token); err == nil && !bytes.Equal(pub, k.pub) {
-		k.disconnect()
+	if pub, err := findPublicKey(k.ctx, l.session, priv, k.token); err == nil && !bytes.Equal(pub, k.pub) {
+		k.disconnect(l)
 		return newError(ErrWrongKeyType, nil, fmt.Sprintf(
 			"after reconnecting, %s in token %q has a different public key than when it was opened; refusing to sign (restart signerd if the key was replaced on purpose)", keyDesc(k.uri), k.token))
 	}
@@ -293,9 +370,9 @@ func sessionLost(err error) bool {
 	return false
 }
 
-// selfTest signs selfTestMessage and checks it against the public key.
-func (k *Key) selfTest() error {
-	sig, err := k.rawSign(selfTestMessage)
+// selfTest signs selfTestMessage on l and checks it against the public key.
+func (k *Key) selfTest(l *lane) error {
+	sig, err := k.rawSign(l, selfTestMessage)
 	if err != nil {
 		if errCode(err) == pkcs11.CKR_MECHANISM_INVALID {
 			return newError(ErrWrongKeyType, err, fmt.Sprintf("token %q does not support CKM_EDDSA (PKCS#11 3.0 Ed25519 signing)", k.token))
@@ -309,29 +386,39 @@ func (k *Key) selfTest() error {
 	return nil
 }
 
-// Close closes the key's session, forgets the PIN and releases the module
-// (the last release finalises it if this package initialised it). It is
-// idempotent; Sign after Close returns an error matching [ErrClosed].
+// Close closes the key's sessions, forgets the PIN and releases the module
+// (the last release finalises it if this package initialised it). It waits
+// for signatures in progress. It is idempotent; Sign after Close returns an
+// error matching [ErrClosed].
 func (k *Key) Close() error {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.closed {
+		k.mu.Unlock()
 		return nil
 	}
 	k.closed = true
+	close(k.done)
+	k.mu.Unlock()
+
+	// Take every lane back: each Sign in progress returns its lane.
 	var err error
-	if k.live {
-		if cerr := k.ctx.CloseSession(k.session); cerr != nil && !sessionLost(cerr) {
-			err = p11Error(cerr, "closing the session of %s in token %q", keyDesc(k.uri), k.token)
+	for range k.lanes {
+		l := <-k.free
+		if l.live {
+			if cerr := k.ctx.CloseSession(l.session); cerr != nil && !sessionLost(cerr) && err == nil {
+				err = p11Error(cerr, "closing the session of %s in token %q", keyDesc(k.uri), k.token)
+			}
+			l.live = false
 		}
-		k.live = false
 	}
+	k.mu.Lock()
 	clear(k.pin)
 	k.pin = nil
 	if k.release != nil {
 		k.release()
 		k.release = nil
 	}
+	k.mu.Unlock()
 	return err
 }
 

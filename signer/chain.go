@@ -62,7 +62,9 @@ type Stats struct {
 	ChainID string
 	// Signatures released, by kind. Re-sent signatures (same height/round/
 	// step requested again) count too.
-	VotesSigned      uint64
+	VotesSigned      uint64 // PrevotesSigned + PrecommitsSigned
+	PrevotesSigned   uint64
+	PrecommitsSigned uint64
 	ProposalsSigned  uint64
 	ExtensionsSigned uint64
 	// PubKeyRequests and Pings answered.
@@ -101,6 +103,8 @@ func (s Stats) LogValue() slog.Value {
 	attrs := []slog.Attr{
 		slog.String("chain_id", s.ChainID),
 		slog.Uint64("votes_signed", s.VotesSigned),
+		slog.Uint64("prevotes_signed", s.PrevotesSigned),
+		slog.Uint64("precommits_signed", s.PrecommitsSigned),
 		slog.Uint64("proposals_signed", s.ProposalsSigned),
 		slog.Uint64("extensions_signed", s.ExtensionsSigned),
 		slog.Uint64("pubkey_requests", s.PubKeyRequests),
@@ -182,10 +186,15 @@ func (c *Chain) countRefusal(code RefusalCode) {
 func (c *Chain) countSigned(hrs statefile.HRS, ext bool) {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	if hrs.Step == statefile.StepPropose {
+	switch hrs.Step {
+	case statefile.StepPropose:
 		c.stats.ProposalsSigned++
-	} else {
+	case statefile.StepPrevote:
 		c.stats.VotesSigned++
+		c.stats.PrevotesSigned++
+	case statefile.StepPrecommit:
+		c.stats.VotesSigned++
+		c.stats.PrecommitsSigned++
 	}
 	if ext {
 		c.stats.ExtensionsSigned++

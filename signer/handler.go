@@ -167,6 +167,7 @@ func (c *Chain) handleSignVote(payload []byte, log *slog.Logger) []byte {
 	log.Debug("signed vote", "type", voteTypeName(vote.Type), "height", hrs.Height, "round", hrs.Round,
 		"decision", out.action, "extension_signed", out.extSig != nil, "skip_extension_signing", skipExt,
 		"duration", time.Since(start))
+	warnIfSlow(log, voteTypeName(vote.Type), hrs, time.Since(start))
 	return b
 }
 
@@ -215,7 +216,21 @@ func (c *Chain) handleSignProposal(payload []byte, log *slog.Logger) []byte {
 	c.countSigned(hrs, false)
 	log.Debug("signed proposal", "type", "proposal", "height", hrs.Height, "round", hrs.Round,
 		"decision", out.action, "duration", time.Since(start))
+	warnIfSlow(log, "proposal", hrs, time.Since(start))
 	return b
+}
+
+// slowSignature is when a signature is worth a warning: the node gives up
+// on a request after 5 s, and every millisecond adds to block time.
+const slowSignature = time.Second
+
+// warnIfSlow logs a signature that took longer than slowSignature, so a
+// stalling HSM or disk shows without debug logging.
+func warnIfSlow(log *slog.Logger, typ string, hrs statefile.HRS, d time.Duration) {
+	if d > slowSignature {
+		log.Warn("slow signature", "type", typ, "height", hrs.Height, "round", hrs.Round, "duration", d,
+			"hint", "the node gives up after 5 s; check the HSM and the state file's disk (fdatasync latency)")
+	}
 }
 
 func voteTypeName(t cmtproto.SignedMsgType) string {

@@ -63,10 +63,7 @@ func (c *Chain) decideAndSign(hrs statefile.HRS, signBytes, extBytes []byte, wha
 			saved <- c.state.Save(statefile.Record{HRS: hrs, SignBytes: signBytes})
 		}()
 		var signErr error
-		out.sig, signErr = c.sign(signBytes)
-		if signErr == nil && extBytes != nil {
-			out.extSig, signErr = c.sign(extBytes)
-		}
+		out.sig, out.extSig, signErr = c.signWithExtension(signBytes, extBytes)
 		saveErr := <-saved // always wait: the write must finish before we answer
 		if saveErr != nil {
 			return signOutcome{}, refusef(RefusalStateError,
@@ -80,16 +77,19 @@ func (c *Chain) decideAndSign(hrs statefile.HRS, signBytes, extBytes []byte, wha
 	case statefile.ResignSame, statefile.ResignWithStoredTimestamp:
 		// Ed25519 is deterministic: signing the stored bytes again gives the
 		// signature released before. Use the stored one when it is known.
-		out.sig = d.Signature
-		if len(out.sig) == 0 {
-			if out.sig, err = c.sign(d.SignBytes); err != nil {
-				return signOutcome{}, refusef(RefusalKeyError, "%s: consensus key failed to sign: %v", what, err)
+		var signErr error
+		if len(d.Signature) > 0 {
+			out.sig = d.Signature
+			if extBytes != nil {
+				if out.extSig, signErr = c.sign(extBytes); signErr != nil {
+					signErr = fmt.Errorf("vote extension: %w", signErr)
+				}
 			}
+		} else {
+			out.sig, out.extSig, signErr = c.signWithExtension(d.SignBytes, extBytes)
 		}
-		if extBytes != nil {
-			if out.extSig, err = c.sign(extBytes); err != nil {
-				return signOutcome{}, refusef(RefusalKeyError, "%s: consensus key failed to sign the vote extension: %v", what, err)
-			}
+		if signErr != nil {
+			return signOutcome{}, refusef(RefusalKeyError, "%s: consensus key failed to sign: %v", what, signErr)
 		}
 		if d.Action == statefile.ResignWithStoredTimestamp {
 			out.timestamp, out.useStored = d.Timestamp, true
@@ -97,6 +97,32 @@ func (c *Chain) decideAndSign(hrs statefile.HRS, signBytes, extBytes []byte, wha
 		return out, nil
 	}
 	return signOutcome{}, refusef(RefusalInternal, "%s: state decision %v is unknown to this signer", what, d.Action)
+}
+
+// signWithExtension signs msg and, when ext is not nil, ext at the same
+// time: an HSM key has a session for each (package hsm keeps two), so a
+// non-nil precommit costs one signature's latency, not two. Neither result
+// leaves until the caller has also seen the state write finish.
+func (c *Chain) signWithExtension(msg, ext []byte) (sig, extSig []byte, err error) {
+	if ext == nil {
+		sig, err = c.sign(msg)
+		return sig, nil, err
+	}
+	var extErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		extSig, extErr = c.sign(ext)
+	}()
+	sig, err = c.sign(msg)
+	<-done
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case extErr != nil:
+		return nil, nil, fmt.Errorf("vote extension: %w", extErr)
+	}
+	return sig, extSig, nil
 }
 
 // decideRefusal maps a statefile decision error to a refusal.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,7 +275,16 @@ func TestStatsLogValue(t *testing.T) {
 	wantCode(t, e, RefusalHeightRegression)
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("summary", "stats", c.Stats())
-	for _, want := range []string{"stats.votes_signed=1", "stats.refusals=1", `stats.refusals_by_code="height_regression=1"`, "stats.last_signed=3/1/prevote"} {
+	if _, e := handleVote(t, c, newVote(cmtproto.PrecommitType, 3, 1, blockID("A"))); e != nil {
+		t.Fatal(e.Description)
+	}
+	buf.Reset()
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("summary", "stats", c.Stats())
+	s := c.Stats()
+	if s.VotesSigned != 2 || s.PrevotesSigned != 1 || s.PrecommitsSigned != 1 || s.ProposalsSigned != 0 {
+		t.Errorf("stats %+v: want 1 prevote + 1 precommit = 2 votes", s)
+	}
+	for _, want := range []string{"stats.votes_signed=2", "stats.prevotes_signed=1", "stats.precommits_signed=1", "stats.refusals=1", `stats.refusals_by_code="height_regression=1"`, "stats.last_signed=3/1/precommit"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("summary %q lacks %q", buf.String(), want)
 		}
@@ -293,5 +303,80 @@ func TestPanickingKeyIsRefusedNotFatal(t *testing.T) {
 	// The state write ran to completion before the answer.
 	if got := c.state.Last().HRS; got != (statefile.HRS{Height: 1, Round: 0, Step: statefile.StepPrevote}) {
 		t.Fatalf("state at %s", got)
+	}
+}
+
+// pairedKey signs only when two signatures meet: the first to arrive waits
+// (at most 5 s) for a second, then both proceed. A non-nil precommit's vote
+// and vote extension must be signed at the same time (an HSM key has a
+// session for each); signed one after the other, the first one times out.
+type pairedKey struct {
+	ed25519.PrivateKey
+	mu      sync.Mutex
+	waiting int
+	gen     int
+}
+
+func (k *pairedKey) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
+	k.mu.Lock()
+	gen := k.gen
+	k.waiting++
+	if k.waiting == 2 {
+		k.waiting, k.gen = 0, k.gen+1
+		k.mu.Unlock()
+		return k.PrivateKey.Sign(r, msg, o)
+	}
+	k.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		k.mu.Lock()
+		met := k.gen != gen
+		if !met && time.Now().After(deadline) {
+			k.waiting--
+			k.mu.Unlock()
+			return nil, errors.New("signed alone: the vote and its extension were not signed concurrently")
+		}
+		k.mu.Unlock()
+		if met {
+			return k.PrivateKey.Sign(r, msg, o)
+		}
+	}
+}
+
+func TestVoteAndExtensionSignedConcurrently(t *testing.T) {
+	t.Parallel()
+	key := &pairedKey{PrivateKey: testKey("consensus")}
+	c := newTestChain(t, func(o *testChainOpts) { o.key = key })
+	pc := newVote(cmtproto.PrecommitType, 1, 0, blockID("A"))
+	pc.Extension = []byte("ext")
+	for _, what := range []string{"fresh", "repeat"} {
+		v, e := handleVote(t, c, pc)
+		if e != nil {
+			t.Fatalf("%s precommit refused: %d %s", what, e.Code, e.Description)
+		}
+		verifyVote(t, c.PubKey(), testChainID, v, true)
+	}
+}
+
+// slowKey takes longer than slowSignature to sign.
+type slowKey struct{ ed25519.PrivateKey }
+
+func (k slowKey) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
+	time.Sleep(slowSignature + 100*time.Millisecond) // a stalling HSM, not synchronisation
+	return k.PrivateKey.Sign(r, msg, o)
+}
+
+func TestSlowSignatureWarns(t *testing.T) {
+	t.Parallel()
+	rec := newLogRecorder()
+	c := newTestChain(t, func(o *testChainOpts) { o.key = slowKey{testKey("consensus")} })
+	var m privvalproto.Message
+	if err := m.Unmarshal(c.handle(signVoteRequest(t, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")), c.chainID), slog.New(rec))); err != nil {
+		t.Fatal(err)
+	}
+	if r := m.GetSignedVoteResponse(); r == nil || r.Error != nil {
+		t.Fatalf("slow key's vote not signed: %v", m.String())
+	}
+	if got := rec.find("slow signature"); len(got) != 1 {
+		t.Fatalf("want one slow-signature warning, got %d: %+v", len(got), rec.entries())
 	}
 }
