@@ -251,8 +251,8 @@ summary() {
 	local line
 	line=$(grep 'msg=summary' "$SIGNER_LOG" 2>/dev/null | tail -n 1 || true)
 	if [ -n "$line" ]; then
-		printf '  signatures    %s votes, %s proposals, %s vote extensions; %s public key requests\n' \
-			"$(field votes_signed "$line")" "$(field proposals_signed "$line")" "$(field extensions_signed "$line")" \
+		printf '  signatures    %s proposals, %s prevotes, %s precommits, %s vote extensions; %s public key requests\n' \
+			"$(field proposals_signed "$line")" "$(field prevotes_signed "$line")" "$(field precommits_signed "$line")" "$(field extensions_signed "$line")" \
 			"$(field pubkey_requests "$line")"
 		local by
 		by=$(field refusals_by_code "$line")
