@@ -106,7 +106,15 @@ type MultiResult struct {
 	Requests    int           // sign requests answered, all chains
 	Elapsed     time.Duration // the common measurement window
 	PerChainP99 []time.Duration
+	// SignerCPU and HarnessCPU are the CPU time (user + system) the signer
+	// process and this (validator-side) process used during the window; 0
+	// when unknown (an in-process signer).
+	SignerCPU, HarnessCPU time.Duration
 }
+
+// Cores is the average number of cores d of CPU time kept busy over the
+// window.
+func (m *MultiResult) Cores(d time.Duration) float64 { return d.Seconds() / m.Elapsed.Seconds() }
 
 // SigsPerSec is the aggregate signature rate.
 func (m *MultiResult) SigsPerSec() float64 { return float64(m.Signatures) / m.Elapsed.Seconds() }
@@ -152,6 +160,8 @@ func MeasureMultiChain(ctx context.Context, t Target, dir string, n, warmup int,
 	lats := make([]*Latency, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	sigCPU0, _ := ProcessCPU(r.PID)
+	selfCPU0, _ := ProcessCPU(0)
 	start := time.Now()
 	until := start.Add(dur)
 	for i, v := range vals {
@@ -163,6 +173,14 @@ func MeasureMultiChain(ctx context.Context, t Target, dir string, n, warmup int,
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	if r.PID != 0 {
+		if c, err := ProcessCPU(r.PID); err == nil {
+			res.SignerCPU = c - sigCPU0
+		}
+		if c, err := ProcessCPU(0); err == nil {
+			res.HarnessCPU = c - selfCPU0
+		}
+	}
 	for i, l := range lats {
 		if errs[i] != nil {
 			return nil, fmt.Errorf("%s chain %d: %w", t.Name(), i, errs[i])

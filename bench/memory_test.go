@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestRSSOfSelf(t *testing.T) {
@@ -40,5 +41,27 @@ func TestMemorySlope(t *testing.T) {
 	}
 	if g := m.Growth(); g != 400 {
 		t.Fatalf("Growth = %v, want 400", g)
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	c0, err := ProcessCPU(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) { // burn CPU so the counter moves
+		x++
+	}
+	c1, err := ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1 <= c0 || x == 0 {
+		t.Fatalf("CPU time did not advance: %v then %v", c0, c1)
+	}
+	if _, err := ProcessCPU(-1); err == nil {
+		t.Fatal("ProcessCPU(-1) succeeded")
 	}
 }

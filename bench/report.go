@@ -439,15 +439,16 @@ func (r *Report) multiMarkdown(b *strings.Builder) {
 	i1 := indexOf(r.MultiChains, 1)
 	for _, set := range r.Multi {
 		fmt.Fprintf(b, "\n%s:\n\n", set.Target)
-		b.WriteString("| chains | signatures/s per run | median signatures/s | × 1 chain | worst per-chain p99 ms (median) | bare SoftHSM ceiling, same number of threads: signatures/s (× 1 thread) |\n|---:|---|---:|---:|---:|---|\n")
+		b.WriteString("| chains | signatures/s per run | median signatures/s | × 1 chain | worst per-chain p99 ms (median) | CPU cores busy: signerd / validators (median) | bare SoftHSM ceiling, same number of threads: signatures/s (× 1 thread) |\n|---:|---|---:|---:|---:|---|---|\n")
 		for i, n := range r.MultiChains {
 			runs := set.Runs[i]
 			if len(runs) == 0 {
 				continue
 			}
-			var sps, ratios []float64
+			var sps, ratios, scpu, hcpu []float64
 			var p99 []time.Duration
 			for j, m := range runs {
+				scpu, hcpu = append(scpu, m.Cores(m.SignerCPU)), append(hcpu, m.Cores(m.HarnessCPU))
 				sps = append(sps, m.SigsPerSec())
 				p99 = append(p99, m.MaxP99())
 				if i1 >= 0 && j < len(set.Runs[i1]) {
@@ -464,7 +465,7 @@ func (r *Report) multiMarkdown(b *strings.Builder) {
 				}
 				ceil = fmt.Sprintf("%.0f (%.2f×)", Median(r.HSMCeiling[i]), Median(cr))
 			}
-			fmt.Fprintf(b, "| %d | %s | %.0f | %.2f | %s | %s |\n", n, fmtRuns(sps, "%.0f"), Median(sps), Median(ratios), Ms(MedianDuration(p99)), ceil)
+			fmt.Fprintf(b, "| %d | %s | %.0f | %.2f | %s | %.2f / %.2f | %s |\n", n, fmtRuns(sps, "%.0f"), Median(sps), Median(ratios), Ms(MedianDuration(p99)), Median(scpu), Median(hcpu), ceil)
 		}
 	}
 }
