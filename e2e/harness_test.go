@@ -34,9 +34,6 @@ const (
 	logTailLines = 60 // lines of each log copied into a failed test's output
 )
 
-// wantCometBFT is the node version these tests are written against.
-const wantCometBFT = "0.38.26"
-
 var (
 	binDir      string // temp folder for the signerd binary built by the tests
 	signerdOnce sync.Once
@@ -96,25 +93,7 @@ func signerdBin(t *testing.T) string {
 
 // cometbftBin returns the CometBFT v0.38.26 binary, or stops the test (skip
 // locally, fail under CI) when it is missing.
-func cometbftBin(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("SIGNERD_COMETBFT")
-	if p == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			testenv.Unavailable(t, "no $HOME to find the cometbft binary in; set SIGNERD_COMETBFT or run make cometbft")
-		}
-		p = filepath.Join(home, ".cache", "signerd", "cometbft-v"+wantCometBFT, "cometbft")
-	}
-	if _, err := os.Stat(p); err != nil {
-		testenv.Unavailable(t, fmt.Sprintf("CometBFT v%s binary not found at %s: run make cometbft (or set SIGNERD_COMETBFT)", wantCometBFT, p))
-	}
-	out := mustRun(t, nil, p, "version")
-	if v := strings.TrimSpace(out); v != wantCometBFT {
-		t.Fatalf("%s reports version %q, want %q: rebuild it with make cometbft", p, v, wantCometBFT)
-	}
-	return p
-}
+func cometbftBin(t *testing.T) string { return testenv.CometBFT(t) }
 
 // run runs a command to completion with a bounded time and returns its
 // stdout, its stderr and its exit code (-1 when it could not run or timed out).

@@ -12,20 +12,8 @@ import (
 	"github.com/signerd/signerd/internal/testenv"
 )
 
-// cometbft returns the CometBFT v0.38.26 binary ($SIGNERD_COMETBFT, default
-// $HOME/.cache/signerd/cometbft-v0.38.26/cometbft) or stops the test.
-func cometbft(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("SIGNERD_COMETBFT")
-	if bin == "" {
-		home, _ := os.UserHomeDir()
-		bin = filepath.Join(home, ".cache", "signerd", "cometbft-v0.38.26", "cometbft")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Unavailable(t, "cometbft binary "+bin+" not found (make cometbft, or set SIGNERD_COMETBFT)")
-	}
-	return bin
-}
+// cometbft returns the CometBFT v0.38.26 binary or stops the test.
+func cometbft(t *testing.T) string { return testenv.CometBFT(t) }
 
 func runComet(t *testing.T, bin string, args ...string) string {
 	t.Helper()

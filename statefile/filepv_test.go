@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -136,14 +135,7 @@ func TestCometBFTInitState(t *testing.T) {
 	}
 	check(t, readFile(t, "testdata/filepv/cometbft-init.json"))
 
-	bin := os.Getenv("SIGNERD_COMETBFT")
-	if bin == "" {
-		home, _ := os.UserHomeDir()
-		bin = filepath.Join(home, ".cache", "signerd", "cometbft-v0.38.26", "cometbft")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Unavailable(t, fmt.Sprintf("CometBFT v0.38.26 binary %q: %v (make cometbft, or set SIGNERD_COMETBFT)", bin, err))
-	}
+	bin := testenv.CometBFT(t)
 	home := t.TempDir()
 	if out, err := exec.Command(bin, "init", "--home", home).CombinedOutput(); err != nil {
 		t.Fatalf("cometbft init: %v\n%s", err, out)

@@ -41,14 +41,7 @@ func mustRun(t *testing.T, args ...string) string {
 // priv_validator_state.json.
 func cometbftInit(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("SIGNERD_COMETBFT")
-	if bin == "" {
-		home, _ := os.UserHomeDir()
-		bin = filepath.Join(home, ".cache/signerd/cometbft-v0.38.26/cometbft")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Unavailable(t, "cometbft v0.38.26 binary not found at "+bin+": run make cometbft")
-	}
+	bin := testenv.CometBFT(t)
 	home := t.TempDir()
 	if out, err := exec.Command(bin, "init", "--home", home).CombinedOutput(); err != nil {
 		t.Fatalf("cometbft init: %v\n%s", err, out)

@@ -149,6 +149,19 @@ func loadTopology(path string) (*sentrylink.Topology, error) {
 	return t, nil
 }
 
+// topologyNode loads the topology file and finds the named node in it.
+func topologyNode(path, name string) (*sentrylink.Topology, *sentrylink.Node, error) {
+	t, err := loadTopology(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := lookupNode(t, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, n, nil
+}
+
 func lookupNode(t *sentrylink.Topology, name string) (*sentrylink.Node, error) {
 	n, err := t.Node(name)
 	if err != nil {
@@ -220,11 +233,7 @@ func sentryApply(args []string, stdout, stderr io.Writer) error {
 	if err := sentryParse(fs, args, "topology", "node", "config-toml"); err != nil {
 		return err
 	}
-	t, err := loadTopology(*topo)
-	if err != nil {
-		return err
-	}
-	n, err := lookupNode(t, *node)
+	t, n, err := topologyNode(*topo, *node)
 	if err != nil {
 		return err
 	}
@@ -265,11 +274,7 @@ func sentryFirewall(args []string, stdout, stderr io.Writer) error {
 	if err := sentryParse(fs, args, "topology", "node"); err != nil {
 		return err
 	}
-	t, err := loadTopology(*topo)
-	if err != nil {
-		return err
-	}
-	n, err := lookupNode(t, *node)
+	t, n, err := topologyNode(*topo, *node)
 	if err != nil {
 		return err
 	}
@@ -290,11 +295,7 @@ func sentryAudit(args []string, stdout, stderr io.Writer) error {
 	if err := sentryParse(fs, args, "topology", "node", "config-toml"); err != nil {
 		return err
 	}
-	t, err := loadTopology(*topo)
-	if err != nil {
-		return err
-	}
-	n, err := lookupNode(t, *node)
+	t, n, err := topologyNode(*topo, *node)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(softhsmtest.Run(m)) }
 
-// wantCometBFT is the node version this test is written against.
-const wantCometBFT = "0.38.26"
-
 // The private network of the test (inside its own namespaces only).
 const (
 	valIP     = "10.251.7.5"
@@ -40,25 +37,7 @@ const (
 	privvPort = "26659"
 )
 
-func cometbftBin(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("SIGNERD_COMETBFT")
-	if p == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			testenv.Unavailable(t, "no $HOME to find the cometbft binary in; set SIGNERD_COMETBFT or run make cometbft")
-		}
-		p = filepath.Join(home, ".cache", "signerd", "cometbft-v"+wantCometBFT, "cometbft")
-	}
-	if _, err := os.Stat(p); err != nil {
-		testenv.Unavailable(t, fmt.Sprintf("CometBFT v%s binary not found at %s: run make cometbft (or set SIGNERD_COMETBFT)", wantCometBFT, p))
-	}
-	out, err := runCmd(nil, "", p, "version")
-	if err != nil || strings.TrimSpace(out) != wantCometBFT {
-		t.Fatalf("%s version: %q, %v; want %s (rebuild with make cometbft)", p, out, err, wantCometBFT)
-	}
-	return p
-}
+func cometbftBin(t *testing.T) string { return testenv.CometBFT(t) }
 
 var (
 	buildOnce  sync.Once

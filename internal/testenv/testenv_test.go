@@ -13,3 +13,15 @@ func TestInCI(t *testing.T) {
 		}
 	}
 }
+
+func TestCometBFTPath(t *testing.T) {
+	t.Setenv("SIGNERD_COMETBFT", "/opt/cometbft")
+	if got := CometBFTPath(); got != "/opt/cometbft" {
+		t.Errorf("with SIGNERD_COMETBFT set: %q", got)
+	}
+	t.Setenv("SIGNERD_COMETBFT", "")
+	t.Setenv("HOME", "/home/op")
+	if got, want := CometBFTPath(), "/home/op/.cache/signerd/cometbft-v"+CometBFTVersion+"/cometbft"; got != want {
+		t.Errorf("default path %q, want %q (where make cometbft builds it)", got, want)
+	}
+}
