@@ -34,6 +34,13 @@ type ChainConfig struct {
 	Logger    *slog.Logger
 }
 
+// stateStore is what a Chain needs of its state file: [*statefile.File] in
+// production; tests wrap it to observe or delay the write.
+type stateStore interface {
+	Last() statefile.Record
+	Save(statefile.Record) error
+}
+
 // Chain is the signing policy for one chain. It is safe for concurrent use by
 // any number of validator connections; they all share its state and its one
 // signing mutex.
@@ -42,7 +49,7 @@ type Chain struct {
 	key       crypto.Signer
 	pub       ed25519.PublicKey
 	address   []byte // the validator address: first 20 bytes of SHA-256(pub)
-	state     *statefile.File
+	state     stateStore
 	maxHeight int64
 	log       *slog.Logger
 

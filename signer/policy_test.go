@@ -92,7 +92,7 @@ func TestStateWriteFailureDropsSignature(t *testing.T) {
 	if _, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 1, 0, blockID("A"))); e != nil {
 		t.Fatal(e.Description)
 	}
-	if err := c.state.Close(); err != nil { // every later Save fails
+	if err := c.state.(*statefile.File).Close(); err != nil { // every later Save fails
 		t.Fatal(err)
 	}
 	v, e := handleVote(t, c, newVote(cmtproto.PrevoteType, 2, 0, blockID("A")))
@@ -378,5 +378,80 @@ func TestSlowSignatureWarns(t *testing.T) {
 	}
 	if got := rec.find("slow signature"); len(got) != 1 {
 		t.Fatalf("want one slow-signature warning, got %d: %+v", len(got), rec.entries())
+	}
+}
+
+// gatedState holds every Save until release is closed, and says when a
+// Save has begun.
+type gatedState struct {
+	stateStore
+	begun   chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedState) Save(r statefile.Record) error {
+	close(g.begun)
+	<-g.release
+	return g.stateStore.Save(r)
+}
+
+// signedKey says when it has produced a signature.
+type signedKey struct {
+	ed25519.PrivateKey
+	signed chan struct{}
+}
+
+func (k *signedKey) Sign(r io.Reader, msg []byte, o crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.PrivateKey.Sign(r, msg, o)
+	close(k.signed)
+	return sig, err
+}
+
+// No response leaves before the state write has returned, even when the key
+// signed long before: the signature is held until its record is durable.
+// (A process kill cannot show this ordering: the page cache survives it.)
+func TestNoResponseBeforeStateIsDurable(t *testing.T) {
+	t.Parallel()
+	key := &signedKey{PrivateKey: testKey("consensus"), signed: make(chan struct{})}
+	c := newTestChain(t, func(o *testChainOpts) { o.key = key })
+	gate := &gatedState{stateStore: c.state, begun: make(chan struct{}), release: make(chan struct{})}
+	c.state = gate
+
+	answered := make(chan []byte, 1)
+	go func() {
+		answered <- c.handle(signVoteRequest(t, newVote(cmtproto.PrevoteType, 1, 0, blockID("A")), c.chainID), testLogger())
+	}()
+	for _, ev := range []struct {
+		ch   chan struct{}
+		what string
+	}{{gate.begun, "the state write to begin"}, {key.signed, "the key to sign"}} {
+		select {
+		case <-ev.ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for %s", ev.what)
+		}
+	}
+	// The signature exists and the write is held: nothing may be answered.
+	select {
+	case <-answered:
+		t.Fatal("the signature was answered before its state write returned")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(gate.release)
+	var m privvalproto.Message
+	select {
+	case b := <-answered:
+		if err := m.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after the state write returned")
+	}
+	r := m.GetSignedVoteResponse()
+	if r == nil || r.Error != nil || len(r.Vote.Signature) == 0 {
+		t.Fatalf("want a signed vote, got %v", m.String())
+	}
+	if got := c.state.Last().HRS; got.Height != 1 {
+		t.Fatalf("state at %s after the answer", got)
 	}
 }
