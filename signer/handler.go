@@ -164,10 +164,13 @@ func (c *Chain) handleSignVote(payload []byte, log *slog.Logger) []byte {
 		return c.refuse(log, field, refusef(RefusalInternal, "%s: encoding the signed vote: %v", what, err))
 	}
 	c.countSigned(hrs, out.extSig != nil)
-	log.Debug("signed vote", "type", voteTypeName(vote.Type), "height", hrs.Height, "round", hrs.Round,
-		"decision", out.action, "extension_signed", out.extSig != nil, "skip_extension_signing", skipExt,
-		"duration", time.Since(start))
-	warnIfSlow(log, voteTypeName(vote.Type), hrs, time.Since(start))
+	elapsed := time.Since(start)
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("signed vote", "type", voteTypeName(vote.Type), "height", hrs.Height, "round", hrs.Round,
+			"decision", out.action, "extension_signed", out.extSig != nil, "skip_extension_signing", skipExt,
+			"duration", elapsed)
+	}
+	warnIfSlow(log, voteTypeName(vote.Type), hrs, elapsed)
 	return b
 }
 
@@ -214,9 +217,12 @@ func (c *Chain) handleSignProposal(payload []byte, log *slog.Logger) []byte {
 		return c.refuse(log, field, refusef(RefusalInternal, "%s: encoding the signed proposal: %v", what, err))
 	}
 	c.countSigned(hrs, false)
-	log.Debug("signed proposal", "type", "proposal", "height", hrs.Height, "round", hrs.Round,
-		"decision", out.action, "duration", time.Since(start))
-	warnIfSlow(log, "proposal", hrs, time.Since(start))
+	elapsed := time.Since(start)
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("signed proposal", "type", "proposal", "height", hrs.Height, "round", hrs.Round,
+			"decision", out.action, "duration", elapsed)
+	}
+	warnIfSlow(log, "proposal", hrs, elapsed)
 	return b
 }
 
