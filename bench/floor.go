@@ -11,41 +11,55 @@ import (
 
 	"github.com/miekg/pkcs11"
 	"golang.org/x/sys/unix"
+
+	"github.com/signerd/signerd/hsm"
+	"github.com/signerd/signerd/statefile"
 )
 
-// SlotSize is the size of one state-file slot: the unit signerd overwrites
-// in place and fdatasyncs once per signature (ARCHITECTURE.md).
-const SlotSize = 4096
+// slotFile creates dir/name as a state file's hot path sees it: two
+// preallocated statefile.SlotSize slots, synced, so later writes overwrite
+// allocated blocks in place. It returns the file, a random slot's worth of
+// bytes and a cleanup that closes and removes the file.
+func slotFile(dir, name string) (f *os.File, buf []byte, cleanup func(), err error) {
+	path := filepath.Join(dir, name)
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bare fsync file: %v", err)
+	}
+	cleanup = func() { f.Close(); os.Remove(path) }
+	buf = make([]byte, statefile.SlotSize)
+	if _, err := rand.Read(buf); err != nil {
+		cleanup()
+		return nil, nil, nil, err
+	}
+	// Allocate both slots and make the size durable, as state-file creation does.
+	for off := int64(0); off < 2*statefile.SlotSize; off += statefile.SlotSize {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			cleanup()
+			return nil, nil, nil, fmt.Errorf("bare fsync file %q: %v", path, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		cleanup()
+		return nil, nil, nil, fmt.Errorf("bare fsync file %q: %v", path, err)
+	}
+	return f, buf, cleanup, nil
+}
 
 // MeasureFsync times n writes of the state file's hot path in dir: a 4 KiB
 // in-place overwrite of one of two slots of a preallocated 8 KiB file
 // followed by fdatasync. The file is removed afterwards.
 func MeasureFsync(dir string, n int) (Dist, error) {
-	path := filepath.Join(dir, "bare-fsync.bin")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, buf, cleanup, err := slotFile(dir, "bare-fsync.bin")
 	if err != nil {
-		return Dist{}, fmt.Errorf("bare fsync file: %v", err)
-	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := make([]byte, SlotSize)
-	if _, err := rand.Read(buf); err != nil {
 		return Dist{}, err
 	}
-	// Allocate both slots and make the size durable, as state-file creation does.
-	for off := int64(0); off < 2*SlotSize; off += SlotSize {
-		if _, err := f.WriteAt(buf, off); err != nil {
-			return Dist{}, fmt.Errorf("bare fsync file %q: %v", path, err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return Dist{}, fmt.Errorf("bare fsync file %q: %v", path, err)
-	}
+	defer cleanup()
 	fd := int(f.Fd())
 	samples := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		buf[0], buf[1] = byte(i), byte(i>>8) // different bytes every time
-		off := int64(i%2) * SlotSize
+		off := int64(i%2) * statefile.SlotSize
 		t0 := time.Now()
 		if _, err := unix.Pwrite(fd, buf, off); err != nil {
 			return Dist{}, fmt.Errorf("bare fsync pwrite: %v", err)
@@ -57,13 +71,6 @@ func MeasureFsync(dir string, n int) (Dist, error) {
 	}
 	return Summarize(samples), nil
 }
-
-// PKCS#11 constants miekg/pkcs11 lacks (PKCS#11 v3.0).
-const (
-	ckkECEdwards           = 0x40
-	ckmECEdwardsKeyPairGen = 0x1055
-	ckmEdDSA               = 0x1057
-)
 
 // oidEd25519 is the DER encoding of OID 1.3.101.112 (CKA_EC_PARAMS).
 var oidEd25519 = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
@@ -132,7 +139,7 @@ func OpenBareHSM(lib, tokenLabel, pin string, tokenObject bool) (*BareHSM, error
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 	}
-	pubH, privH, err := ctx.GenerateKeyPair(b.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)}, pubT, privT)
+	pubH, privH, err := ctx.GenerateKeyPair(b.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(hsm.CKM_EC_EDWARDS_KEY_PAIR_GEN, nil)}, pubT, privT)
 	if err != nil {
 		return fail(fmt.Errorf("pkcs11 token %q: generate Ed25519 key: %v", tokenLabel, err))
 	}
@@ -157,7 +164,7 @@ func (b *BareHSM) Public() ed25519.PublicKey { return b.pub }
 
 // Sign is one raw C_SignInit + C_Sign with CKM_EDDSA.
 func (b *BareHSM) Sign(msg []byte) ([]byte, error) {
-	if err := b.ctx.SignInit(b.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, b.key); err != nil {
+	if err := b.ctx.SignInit(b.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(hsm.CKM_EDDSA, nil)}, b.key); err != nil {
 		return nil, fmt.Errorf("pkcs11 C_SignInit: %v", err)
 	}
 	sig, err := b.ctx.Sign(b.sess, msg)
@@ -212,30 +219,16 @@ func MeasureHSMSign(b *BareHSM, msg []byte, n int) (Dist, error) {
 // perfect overlap it equals max(sign, fsync); on a machine where the flush
 // competes with the signer for CPU it approaches their sum.
 func MeasureParallelFloor(b *BareHSM, msg []byte, dir string, n int) (Dist, error) {
-	path := filepath.Join(dir, "bare-parallel.bin")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, buf, cleanup, err := slotFile(dir, "bare-parallel.bin")
 	if err != nil {
-		return Dist{}, fmt.Errorf("bare fsync file: %v", err)
-	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := make([]byte, SlotSize)
-	if _, err := rand.Read(buf); err != nil {
 		return Dist{}, err
 	}
-	for off := int64(0); off < 2*SlotSize; off += SlotSize {
-		if _, err := f.WriteAt(buf, off); err != nil {
-			return Dist{}, err
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return Dist{}, err
-	}
+	defer cleanup()
 	fd := int(f.Fd())
 	samples := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		buf[0], buf[1] = byte(i), byte(i>>8)
-		off := int64(i%2) * SlotSize
+		off := int64(i%2) * statefile.SlotSize
 		t0 := time.Now()
 		done := make(chan error, 1)
 		go func() {
