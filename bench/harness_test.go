@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/signerd/signerd/internal/testenv"
 	"github.com/signerd/signerd/keys"
 	"github.com/signerd/signerd/statefile"
 )
@@ -98,34 +98,8 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 }
 
-var (
-	signerdOnce sync.Once
-	signerdBin  string
-	signerdDir  string // removed by TestMain
-	signerdErr  error
-)
-
-// signerdBinary returns $SIGNERD_BIN or builds ./cmd/signerd once.
-func signerdBinary(t testing.TB) string {
-	t.Helper()
-	if b := os.Getenv("SIGNERD_BIN"); b != "" {
-		return b
-	}
-	signerdOnce.Do(func() {
-		var root string
-		if root, signerdErr = ModuleRoot("."); signerdErr != nil {
-			return
-		}
-		if signerdDir, signerdErr = os.MkdirTemp("", "bench-signerd-"); signerdErr != nil {
-			return
-		}
-		signerdBin, signerdErr = BuildSignerd(root, signerdDir)
-	})
-	if signerdErr != nil {
-		t.Fatal(signerdErr)
-	}
-	return signerdBin
-}
+// signerdBinary returns $SIGNERD_BIN or ./cmd/signerd built once.
+func signerdBinary(t testing.TB) string { return testenv.Signerd(t, false) }
 
 // TestProcessTargetsSmoke drives the targets `make bench` uses: the real
 // signerd binary (file key, and a SoftHSM key imported with `signerd keys

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/signerd/signerd/internal/testenv"
 	softhsmtest "github.com/signerd/signerd/softhsm-test"
 )
 
@@ -15,8 +16,6 @@ func TestMain(m *testing.M) {
 		os.Exit(FilePVServeMain(os.Args[2:], os.Stderr))
 	}
 	code := softhsmtest.Run(m)
-	if signerdDir != "" {
-		_ = os.RemoveAll(signerdDir)
-	}
+	testenv.RemoveBuilds()
 	os.Exit(code)
 }

@@ -13,10 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,68 +26,21 @@ import (
 // Bounds for everything the harness waits on.
 const (
 	cliTimeout   = 60 * time.Second // one signerd or cometbft CLI command
-	buildTimeout = 5 * time.Minute  // go build ./cmd/signerd (cold cache)
 	stopTimeout  = 20 * time.Second // a process to exit after SIGTERM / SIGKILL
 	pollEvery    = 100 * time.Millisecond
 	logTailLines = 60 // lines of each log copied into a failed test's output
 )
 
-var (
-	binDir      string // temp folder for the signerd binary built by the tests
-	signerdOnce sync.Once
-	signerdPath string
-	signerdErr  error
-)
-
 func TestMain(m *testing.M) {
-	d, err := os.MkdirTemp("", "signerd-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	binDir = d
 	code := softhsmtest.Run(m) // also removes the tokens
-	os.RemoveAll(d)
+	testenv.RemoveBuilds()
 	os.Exit(code)
 }
 
-// signerdBin returns $SIGNERD_BIN, or builds ./cmd/signerd once per test run.
+// signerdBin returns $SIGNERD_BIN, or ./cmd/signerd built once per test run.
 // Under -race the binary is built with -race as well: it then reports data
-// races met under real load (checkSignerLog fails on them), and it reuses the
-// race-built packages `go test -race ./...` has already compiled.
-func signerdBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SIGNERD_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("SIGNERD_BIN=%q: %v", p, err)
-		}
-		return p
-	}
-	signerdOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		out := filepath.Join(binDir, "signerd")
-		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-		defer cancel()
-		args := []string{"build", "-o", out}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.CommandContext(ctx, goBin, append(args, "./cmd/signerd")...)
-		cmd.Dir = ".." // the module root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			signerdErr = fmt.Errorf("go build ./cmd/signerd: %v\n%s", err, b)
-			return
-		}
-		signerdPath = out
-	})
-	if signerdErr != nil {
-		t.Fatal(signerdErr)
-	}
-	return signerdPath
-}
+// races met under real load (checkSignerLog fails on them).
+func signerdBin(t *testing.T) string { return testenv.Signerd(t, raceEnabled) }
 
 // cometbftBin returns the CometBFT v0.38.26 binary, or stops the test (skip
 // locally, fail under CI) when it is missing.

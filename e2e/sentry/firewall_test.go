@@ -18,7 +18,6 @@ import (
 func TestFirewallRules(t *testing.T) {
 	l := newLab(t)
 	signerd := signerdBin(t)
-	t.Logf("signerd binary: %s", buildNote)
 	const attackerIP = "10.251.7.66"
 	ns := map[string]string{
 		"val":  l.node("val", valIP),

@@ -1,18 +1,14 @@
 package sentry
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +17,11 @@ import (
 	softhsmtest "github.com/signerd/signerd/softhsm-test"
 )
 
-func TestMain(m *testing.M) { os.Exit(softhsmtest.Run(m)) }
+func TestMain(m *testing.M) {
+	code := softhsmtest.Run(m)
+	testenv.RemoveBuilds()
+	os.Exit(code)
+}
 
 // The private network of the test (inside its own namespaces only).
 const (
@@ -39,60 +39,9 @@ const (
 
 func cometbftBin(t *testing.T) string { return testenv.CometBFT(t) }
 
-var (
-	buildOnce  sync.Once
-	buildPath  string
-	buildNote  string
-	buildError error
-)
-
-// signerdBin returns $SIGNERD_BIN or builds ./cmd/signerd once per test
+// signerdBin returns $SIGNERD_BIN or ./cmd/signerd built once per test
 // process: the commands under test are the real binary's.
-func signerdBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SIGNERD_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("SIGNERD_BIN=%q: %v", p, err)
-		}
-		buildNote = "SIGNERD_BIN=" + p
-		return p
-	}
-	buildOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		dir, err := os.MkdirTemp("", "sentrylink-e2e-bin-")
-		if err != nil {
-			buildError = err
-			return
-		}
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			buildError = err
-			return
-		}
-		out := filepath.Join(dir, "signerd")
-		if b, err := goBuild(goBin, root, "-o", out, "./cmd/signerd"); err != nil {
-			buildError = fmt.Errorf("go build ./cmd/signerd: %v\n%s", err, b)
-			return
-		}
-		buildPath, buildNote = out, "go build ./cmd/signerd"
-	})
-	if buildError != nil {
-		t.Fatal(buildError)
-	}
-	return buildPath
-}
-
-func goBuild(goBin, root string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, append([]string{"build"}, args...)...)
-	cmd.Dir = root
-	b, err := cmd.CombinedOutput()
-	return string(b), err
-}
+func signerdBin(t *testing.T) string { return testenv.Signerd(t, false) }
 
 // node is one CometBFT node of the test network.
 type node struct {
@@ -239,7 +188,6 @@ func (c *chainNet) waitHeight(n *node, h int64, timeout time.Duration) int64 {
 func newChainNet(t *testing.T) *chainNet {
 	t.Helper()
 	c := &chainNet{t: t, lab: newLab(t), dir: t.TempDir(), cometbft: cometbftBin(t), signerd: signerdBin(t)}
-	t.Logf("signerd binary: %s", buildNote)
 	l := c.lab
 	c.val = &node{name: "validator", ns: l.node("val", valIP), rpc: "http://127.0.0.1:" + rpcPort}
 	c.s1 = &node{name: "sentry-1", ns: l.node("s1", s1IP, s1Public), rpc: "http://" + s1IP + ":" + rpcPort}
