@@ -28,14 +28,12 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/signerd/signerd/keys"
+	"github.com/signerd/signerd/statefile"
 )
 
 // MaxSize caps the config file. A real config is a few hundred bytes; the cap
 // keeps a wrong path (a disk image, /dev/zero) from being read whole.
 const MaxSize = 1 << 20
-
-// maxChainIDLen is CometBFT's types.MaxChainIDLen.
-const maxChainIDLen = 50
 
 // DefaultIdentityKey is the identity key path used when identity_key is absent.
 const DefaultIdentityKey = "identity.json"
@@ -252,8 +250,8 @@ func validChainID(id string) error {
 	switch {
 	case id == "":
 		return errors.New("is missing")
-	case len(id) > maxChainIDLen:
-		return fmt.Errorf("%q is longer than %d characters (CometBFT's limit)", id, maxChainIDLen)
+	case len(id) > statefile.MaxChainIDLen:
+		return fmt.Errorf("%q is longer than %d characters (CometBFT's limit)", id, statefile.MaxChainIDLen)
 	}
 	for _, r := range id {
 		if r <= ' ' || r == 0x7f {
